@@ -1,0 +1,88 @@
+"""The ``unlearnbench`` command line.
+
+Each sub-command lives in its own module under ``harness/commands/`` and exposes
+``add_parser(subparsers)``; heavy libraries (torch, transformers) are imported inside the command
+functions so that ``unlearnbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import textwrap
+
+from .data import DataError
+from .records import RecordError
+from .registry import RegistryError
+
+#: Sub-command modules, in the order ``--help`` lists them.
+COMMAND_MODULES = (
+    "harness.commands.catalog",  # methods, metrics, schema
+)
+
+#: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway).
+USER_ERRORS: tuple[type[BaseException], ...] = (DataError, RecordError, RegistryError, FileNotFoundError)
+
+
+class UserError(Exception):
+    """A problem with the command's input that the user can fix."""
+
+
+def examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unlearnbench",
+        description="Benchmark harness for LLM unlearning (SemEval-2025 Task 4 / LUME metrics).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent(
+            """\
+            examples:
+              unlearnbench demo --quick              # the whole pipeline on an embedded synthetic world
+              unlearnbench methods                   # registered unlearning methods (incl. plugins)
+              unlearnbench evaluate --model M --data ../shared/lume --out runs/target
+            """
+        ),
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if verbose < 2:
+        for noisy in ("httpx", "urllib3", "datasets", "filelock", "lm_eval", "lm-eval", "transformers"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        rc = args.func(args)
+    except (UserError, *USER_ERRORS) as exc:
+        if args.verbose:
+            raise
+        print(f"unlearnbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

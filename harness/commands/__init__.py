@@ -1,0 +1,1 @@
+"""Sub-commands of the ``unlearnbench`` CLI, one module each (see ``harness.cli``)."""

@@ -1,0 +1,1 @@
+"""Leaderboards built from result records only (never by loading models)."""
