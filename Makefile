@@ -24,6 +24,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet $(PIP_OPTS) -e ".[test]"
+	# the fake third-party plugin, so the method conformance suite covers an entry-point method too
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e tests/plugin_pkg
 	touch $@
 
 install: $(VENV)/.installed
