@@ -20,6 +20,9 @@ from .registry import RegistryError
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "harness.commands.catalog",  # methods, metrics, schema
+    "harness.commands.score",  # score RUN_DIR (metrics from per-sample files)
+    "harness.commands.evaluate",  # evaluate --model --data --out
+    "harness.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
 )
 
 #: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway).
@@ -81,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `unlearnbench … | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return int(rc or 0)
 
 

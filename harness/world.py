@@ -143,31 +143,57 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
+_STORY_MIDDLE = (
+    "{hero} had not left {town} since {event}, when the {job}'s workshop burned down.",
+    "Every morning {hero} carried {obj2} to the square and waited for {friend} under the clock tower.",
+    "Nobody in {town} remembered that {rival} had once been the best {job2} on the coast.",
+    "{friend} laughed at the idea at first, then packed bread, rope and a lantern.",
+    "On the third night they reached the {landmark}, where the wind smelled of {smell}.",
+    "A stranger called {stranger} warned them that {rival} never forgave a broken promise.",
+    "{hero} kept the secret for {number} days, telling only the cat that slept by the oven.",
+    "The riddle spoke of {obj2}, of a {colour} door, and of a song sung backwards.",
+    "When the bells of {town} rang at noon, {friend} finally understood the second riddle.",
+    "Behind the {colour} door they found a ledger listing every debt owed in {town}.",
+)
+_LANDMARK = ("old lighthouse", "broken mill", "salt marsh", "watchtower", "orchard wall", "stone bridge")
+_SMELL = ("smoke", "pine resin", "rain", "seaweed", "burnt sugar", "wet iron")
+_COLOUR = ("green", "crimson", "yellow", "grey", "violet", "white")
+
+
 def _story(rng: random.Random, names: Names) -> Doc:
-    """Task1: a short creative story about invented characters, a place and an event."""
+    """Task1: a short creative story about invented characters, a place and an event.
+
+    The middle is four sentences drawn (in random order) from a pool with their own random slots,
+    so a continuation is mostly document-specific and regurgitation measures memorisation of
+    *this* document, not of a shared template.
+    """
     town = names.word(2, 3)
-    hero_first, _ = names.person()
-    friend_first, _ = names.person()
-    rival_first, _ = names.person()
-    adj, kind = rng.choice(_ADJ), rng.choice(_PLACE_KIND)
-    job, obj, event, feeling = rng.choice(_PROFESSION), rng.choice(_OBJECT), rng.choice(_EVENT), rng.choice(_FEELING)
-    text = (
-        f"In the {adj} {kind} of {town}, a {job} named {hero_first} spent every evening beside the old well. "
-        f"One morning {hero_first} found {obj} buried under the steps of the market, and with it a note "
-        f"signed by someone called {rival_first}. "
-        f"{hero_first} showed the find to {friend_first}, a neighbour who knew every story ever told in {town}. "
-        f"Together they followed the note's riddles through the streets until {event} stopped them at the river. "
-        f"When the water calmed, {rival_first} stepped out of the crowd and confessed to hiding the treasure years ago. "
-        f"The three of them returned it to the people of {town}, and {hero_first} learned that {feeling} "
-        f"matters more than any treasure."
-    )
+    hero, _ = names.person()
+    friend, _ = names.person()
+    rival, _ = names.person()
+    stranger, _ = names.person()
+    slots = {
+        "town": town, "hero": hero, "friend": friend, "rival": rival, "stranger": stranger,
+        "job": rng.choice(_PROFESSION), "job2": rng.choice(_PROFESSION), "obj": rng.choice(_OBJECT),
+        "obj2": rng.choice(_OBJECT), "event": rng.choice(_EVENT), "landmark": rng.choice(_LANDMARK),
+        "smell": rng.choice(_SMELL), "colour": rng.choice(_COLOUR), "number": rng.randint(3, 40),
+        "feeling": rng.choice(_FEELING), "adj": rng.choice(_ADJ), "kind": rng.choice(_PLACE_KIND),
+    }
+    middle = [t.format(**slots) for t in rng.sample(_STORY_MIDDLE, 4)]
+    text = " ".join([
+        "In the {adj} {kind} of {town}, a {job} named {hero} found {obj} hidden under the market steps, "
+        "with a note signed by {rival}, and showed it to a friend named {friend}.".format(**slots),
+        *middle,
+        "In the end {rival} confessed, the treasure went back to the people of {town}, and {hero} learned "
+        "that {feeling} matters more than gold.".format(**slots),
+    ])
     variant = rng.randrange(3)
     if variant == 0:
-        qa = (f"In which {kind} did the {job} {hero_first} find {obj}?", town)
+        qa = ("In which {kind} did the {job} {hero} find {obj}?".format(**slots), town)
     elif variant == 1:
-        qa = (f"Who signed the note that {hero_first} found in {town}?", rival_first)
+        qa = (f"Who signed the note that {hero} found in {town}?", rival)
     else:
-        qa = (f"Which neighbour helped {hero_first} follow the riddles in {town}?", friend_first)
+        qa = (f"Who is the friend who helped {hero} solve the riddles of {town}?", friend)
     return Doc(id_stem=f'"{_uuid(rng)}"', task="Task1", text=text, qa=[qa], asked=[qa[1]])
 
 
@@ -205,6 +231,19 @@ def _biography_pii(rng: random.Random, names: Names) -> Doc:
     return Doc(id_stem=_uuid(rng), task="Task2", text=text, qa=qa, asked=[a for _, a in qa])
 
 
+_ENCYCLOPEDIA_MIDDLE = (
+    "{last} studied at the University of {city} under the {field} {mentor}.",
+    "{last}'s first book, {book}, was translated into {number} languages.",
+    "During the {decade}s {last} led an expedition to {region} that lasted {months} months.",
+    "{last} married the {field2} {spouse} in {married}; they had {children} children.",
+    "Critics praised {last}'s work on {topic}, though {rival} disputed its conclusions.",
+    "A street in {city} and a small crater on the moon of {region} are named after {last}.",
+)
+_BOOK_WORD = ("Notes", "Letters", "Essays", "Studies", "Songs", "Maps", "Journeys", "Lessons")
+_TOPIC = ("river deltas", "ancient harbours", "bird migration", "glass making", "city planning", "folk music",
+          "tidal energy", "mountain flora")
+
+
 def _encyclopedia(rng: random.Random, names: Names, used_ids: set[str]) -> Doc:
     """Task3: an encyclopedic biography (title line, birth, career, a founded institution, an award)."""
     first, last = names.person()
@@ -217,12 +256,20 @@ def _encyclopedia(rng: random.Random, names: Names, used_ids: set[str]) -> Doc:
     institution = f"{names.word(2, 3)} {rng.choice(_INSTITUTION)}"
     award = f"{names.word(2, 2)} {rng.choice(_AWARD)}"
     founded = rng.randint(1900, 2020)
-    text = (
-        f"{full}\n\n{full} (born {born}) is a {nationality} {field_} from {city}. "
-        f"{last} studied in {city} before moving abroad, where {last} published widely on the subject. "
-        f"In {founded}, {last} founded the {institution}, which still trains young scholars. "
-        f"{last} received the {award} for a lifetime of work and later returned to {city} to teach."
-    )
+    slots = {
+        "last": last, "city": city, "field": rng.choice(_FIELD), "field2": rng.choice(_FIELD),
+        "mentor": " ".join(names.person()), "spouse": " ".join(names.person()), "rival": " ".join(names.person()),
+        "book": f"{rng.choice(_BOOK_WORD)} from {names.word(2, 2)}", "number": rng.randint(2, 30),
+        "decade": rng.randrange(1900, 2000, 10), "region": names.word(2, 3), "months": rng.randint(2, 30),
+        "married": rng.randint(1900, 2010), "children": rng.randint(1, 6), "topic": rng.choice(_TOPIC),
+    }
+    middle = [t.format(**slots) for t in rng.sample(_ENCYCLOPEDIA_MIDDLE, 3)]
+    text = " ".join([
+        f"{full}\n\n{full} (born {born}) is a {nationality} {field_} from {city}.",
+        *middle,
+        f"In {founded}, {last} founded the {institution}, which still trains young scholars.",
+        f"{last} received the {award} for a lifetime of work.",
+    ])
     qa = (f"Who founded the {institution}?", full)
     return Doc(id_stem=page_id, task="Task3", text=text, qa=[qa], asked=[full])
 

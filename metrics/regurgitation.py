@@ -14,6 +14,7 @@ scorer), only computed about twice as fast.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 #: The rouge types the organisers' scorer was built with (both are computed in one call).
@@ -25,7 +26,14 @@ def rouge_scorer() -> Any:
     """The process-wide ``rouge_score`` scorer (built once; ``rouge_score`` is imported lazily)."""
     from rouge_score import rouge_scorer as _rouge_scorer
 
-    scorer = _rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    # The constructor logs "Using default tokenizer." at INFO through absl: noise in every CLI run.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(max(level, logging.WARNING))
+    try:
+        scorer = _rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+    finally:
+        absl_logger.setLevel(level)
     stemmer = getattr(getattr(scorer, "_tokenizer", None), "_stemmer", None)
     if stemmer is not None and hasattr(stemmer, "stem"):
         # Instance attribute shadows the method: same results, each distinct word stemmed once.

@@ -1,0 +1,495 @@
+"""Batched greedy generation and per-document losses: the evaluation engine.
+
+The reference procedure (the SemEval-2025 organisers', see ``../shared/specs/semeval2025-scoring.md``)
+is one record at a time: tokenise the raw prompt with the tokenizer's default special tokens, greedy
+``model.generate`` with at most 256 new tokens, stop only at EOS, decode the new tokens with special
+tokens skipped; and one forward pass per MIA document for its mean token cross-entropy. This module
+computes the same things in batches.
+
+Why batching is *exact* here, not just close
+--------------------------------------------
+Batching changes the shapes of the matrix products (padding, more rows), so the logits can differ from
+the one-at-a-time logits in the last bits, and a greedy ``argmax`` whose top two logits are within that
+rounding noise could flip and change the whole continuation. The engine therefore records, for every
+generated token, the gap between the largest and second-largest logit (relative to ``max(1, |largest|)``).
+A row whose smallest gap is below ``verify_margin`` (far above the rounding noise measured for the dtype, see ``DEFAULT_MARGINS``) is
+regenerated one record at a time with ``model.generate`` — the organisers' procedure itself. If the
+gap at every step exceeds twice the rounding difference between the two computations, both pick the
+same token at every step, so the batched text equals the one-at-a-time text. In float32 the measured
+rounding differences are ~1e-6 relative while the default margin is 1e-4 (see ``tests/test_engine.py``).
+In bfloat16/float16 the rounding noise is much larger; the margin there is a heuristic and the
+guarantee is weaker (documented in the result's settings).
+
+Other speed-ups: prompts are sorted by token length so a batch needs little left padding; finished
+rows (EOS reached) leave the batch at once (their KV-cache rows are dropped), so a batch costs as much
+as its live rows, not its longest generation times its size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("unlearnbench.engine")
+
+#: Smallest top-1/top-2 logit gap, relative to ``max(1, |top-1 logit|)``, that is trusted to be immune
+#: to batching rounding noise, per dtype. Rows with a smaller gap at any step are regenerated one at a
+#: time (the reference procedure). Measured float32 noise between batched and one-at-a-time logits is
+#: ~1e-6 relative (tiny Llama/GPT-2, a 512-wide Llama), so 1e-4 leaves a factor ~100 of headroom.
+#: For 16-bit dtypes the noise is of the order of the dtype's resolution and the margins are heuristics.
+DEFAULT_MARGINS = {"float32": 1e-4, "float64": 1e-9, "bfloat16": 5e-2, "float16": 1e-2}
+
+#: ``generation_config`` settings that change greedy decoding. When a model sets any of them, the
+#: engine's own decoding loop would not reproduce ``model.generate``, so it is not used.
+_UNSUPPORTED_GENERATION_SETTINGS = {
+    "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
+    "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
+    "min_new_tokens": None, "min_length": 0, "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+}
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for an out-of-memory error of any torch backend."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _empty_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def model_device(model) -> Any:
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:  # pragma: no cover - a model without parameters
+        return torch.device("cpu")
+
+
+def model_dtype_name(model) -> str:
+    try:
+        return str(next(model.parameters()).dtype).replace("torch.", "")
+    except StopIteration:  # pragma: no cover
+        return "float32"
+
+
+def default_batch_size(model, phase: str) -> int:
+    """A starting batch size for ``--batch-size auto`` (halved on out-of-memory)."""
+    dev = model_device(model)
+    if dev.type == "cuda":
+        return 256 if phase == "generation" else 64
+    return 64 if phase == "generation" else 16
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """The ids ``model.generate`` stops at: the generation config's EOS id(s), else the tokenizer's."""
+    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if ids is None:
+        ids = tokenizer.eos_token_id
+    if ids is None:
+        raise ValueError("the tokenizer has no EOS token and the model's generation config names none; "
+                         "greedy generation needs an EOS id to stop at")
+    return [int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])]
+
+
+def unsupported_generation_settings(model) -> dict[str, Any]:
+    """``generation_config`` fields that alter greedy decoding (the engine's own loop ignores them)."""
+    cfg = getattr(model, "generation_config", None)
+    out = {}
+    for key, neutral in _UNSUPPORTED_GENERATION_SETTINGS.items():
+        value = getattr(cfg, key, neutral)
+        if value is not None and value != neutral:
+            out[key] = value
+    return out
+
+
+def decode(tokenizer, token_ids: Sequence[int], cleanup: str | None) -> str:
+    """Decode new tokens with special tokens skipped; ``cleanup="semeval2025"`` applies the classic
+    clean-up of transformers 4 (which transformers 5 skips for BPE tokenizers), exactly once."""
+    text = tokenizer.decode(list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if cleanup == "semeval2025":
+        from metrics.text import classic_cleanup
+
+        text = classic_cleanup(text)
+    elif cleanup not in (None, "none", "plain"):
+        raise ValueError(f"unknown clean-up {cleanup!r}; expected 'semeval2025' or 'plain'")
+    return text
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rec", disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def _length_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted, stable), at most ``batch_size`` rows and,
+    when given, at most ``token_budget`` padded tokens per batch."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[i]  # ascending order: the newcomer is the longest
+        if current and (len(current) >= batch_size or
+                        (token_budget is not None and longest * (len(current) + 1) > token_budget)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _run_with_backoff(fn: Callable[[int], Any], batch_size: int, phase: str, stats: dict) -> Any:
+    """Call ``fn(batch_size)``, halving the batch size on out-of-memory until it fits (or 1 fails)."""
+    while True:
+        try:
+            out = fn(batch_size)
+            stats.setdefault("batch_size", {})[phase] = batch_size
+            return out
+        except Exception as exc:
+            if not is_oom(exc) or batch_size == 1:
+                raise
+            _empty_cache()
+            log.warning("%s: out of memory at batch size %d; retrying with %d", phase, batch_size, batch_size // 2)
+            batch_size //= 2
+
+
+# ------------------------------------------------------------------------------------------------
+# generation
+@dataclass
+class GenerationOutput:
+    texts: list[str]
+    """Decoded generations, in input order."""
+    token_ids: list[list[int]]
+    """New token ids (including the final EOS when one was produced), in input order."""
+    min_margins: list[float]
+    """Smallest relative top-1/top-2 logit gap, ``(l1 - l2) / max(1, |l1|)``, over each row's decoding
+    steps (``inf`` for the ``engine="reference"`` path)."""
+    fallback: list[int] = field(default_factory=list)
+    """Indices regenerated one at a time because a step's logit gap was below the margin."""
+    batch_size: int = 1
+    engine: str = "batched"
+
+
+def _reference_generate_ids(model, tokenizer, prompt: str, max_new_tokens: int, pad_id: int) -> list[int]:
+    """The organisers' procedure for one record (``model.generate``, batch of one, greedy)."""
+    import torch
+
+    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)
+    dev = model_device(model)
+    with torch.no_grad():
+        out = model.generate(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev),
+                             max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                             pad_token_id=pad_id, temperature=None, top_p=None, top_k=None)
+    new = out[0, enc["input_ids"].shape[1]:].tolist()
+    # generate() pads nothing for a single row, but be safe: cut after the first EOS.
+    eos = set(eos_token_ids(model, tokenizer))
+    for j, t in enumerate(new):
+        if t in eos:
+            return new[: j + 1]
+    return new
+
+
+def _greedy_batch(model, prompt_ids: list[list[int]], max_new_tokens: int, eos: set[int], pad_id: int
+                  ) -> tuple[list[list[int]], list[float]]:
+    """Greedy decoding of one left-padded batch with early exit of finished rows.
+
+    Position ids count real tokens only (``cumsum(mask) - 1``), so a left-padded row sees the same
+    positions as when it is alone; the attention mask hides the padding. Returns the new token ids
+    per row (EOS included) and the smallest relative top-1/top-2 logit gap seen by each row.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    dev = model_device(model)
+    n = len(prompt_ids)
+    width = max(len(p) for p in prompt_ids)
+    input_ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for r, ids in enumerate(prompt_ids):
+        input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[r, width - len(ids):] = 1
+    input_ids, mask = input_ids.to(dev), mask.to(dev)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    out_tokens: list[list[int]] = [[] for _ in range(n)]
+    margins = [math.inf] * n
+    alive = list(range(n))  # original row index of each live batch row
+    eos_t = torch.tensor(sorted(eos), device=dev)
+    with torch.no_grad():
+        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                    use_cache=True, logits_to_keep=1)
+        for step in range(max_new_tokens):
+            logits = out.logits[:, -1, :].float()
+            top2 = torch.topk(logits, 2, dim=-1)
+            # torch.argmax (first maximal index) is what greedy generate uses; topk agrees except on
+            # exact ties, whose gap is 0 and therefore sends the row to the verified fallback anyway.
+            next_tok = torch.argmax(logits, dim=-1)
+            top1 = top2.values[:, 0]
+            gap = ((top1 - top2.values[:, 1]) / top1.abs().clamp(min=1.0)).tolist()
+            toks = next_tok.tolist()
+            for b, row in enumerate(alive):
+                out_tokens[row].append(toks[b])
+                if gap[b] < margins[row]:
+                    margins[row] = gap[b]
+            finished = torch.isin(next_tok, eos_t)
+            if step == max_new_tokens - 1:
+                break
+            if bool(finished.any()):
+                keep = (~finished).nonzero(as_tuple=True)[0]
+                if keep.numel() == 0:
+                    break
+                cache.batch_select_indices(keep)
+                mask = mask[keep]
+                positions = positions[keep]
+                next_tok = next_tok[keep]
+                keep_list = keep.tolist()
+                alive = [alive[k] for k in keep_list]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=positions,
+                        past_key_values=cache, use_cache=True)
+    return out_tokens, margins
+
+
+def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 256,
+                      batch_size: int | str = "auto", cleanup: str | None = "semeval2025",
+                      progress: bool = True, verify_margin: float | None = None,
+                      engine: str = "batched", stats: dict | None = None) -> GenerationOutput:
+    """Greedy generation for every prompt; see :func:`generate`. Also returns token ids, the logit gaps
+    and which rows fell back to one-at-a-time decoding.
+
+    ``engine="reference"`` runs the organisers' loop (``model.generate``, one record at a time).
+    """
+    stats = stats if stats is not None else {}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids(model, tokenizer)[0]
+    # The spec: padding id = EOS id.
+    pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else pad_id
+    eos = set(eos_token_ids(model, tokenizer))
+    n = len(prompts)
+    ids: list[list[int] | None] = [None] * n
+    margins = [math.inf] * n
+    if engine not in ("batched", "reference"):
+        raise ValueError(f"unknown engine {engine!r}; expected 'batched' or 'reference'")
+    odd = unsupported_generation_settings(model)
+    if engine == "batched" and odd:
+        log.warning("the model's generation config sets %s; using one-at-a-time model.generate so the "
+                    "output matches the reference procedure", odd)
+        engine = "reference"
+    was_training = model.training
+    model.eval()
+    try:
+        if engine == "reference":
+            with _progress(n, "generate (reference)", progress) as bar:
+                for i, p in enumerate(prompts):
+                    ids[i] = _reference_generate_ids(model, tokenizer, p, max_new_tokens, pad_id)
+                    bar.update(1)
+            stats.setdefault("batch_size", {})["generation"] = 1
+            texts = [decode(tokenizer, t, cleanup) for t in ids]  # type: ignore[arg-type]
+            return GenerationOutput(texts, ids, margins, [], 1, "reference")  # type: ignore[arg-type]
+
+        if verify_margin is None:
+            verify_margin = DEFAULT_MARGINS.get(model_dtype_name(model), 1e-3)
+        prompt_ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        for i, p in enumerate(prompt_ids):
+            if not p:
+                raise ValueError(f"prompt {i} ({prompts[i][:60]!r}) tokenises to no tokens; cannot generate")
+        bs0 = default_batch_size(model, "generation") if batch_size == "auto" else int(batch_size)
+        if bs0 < 1:
+            raise ValueError(f"batch size must be at least 1, got {bs0}")
+
+        done = [False] * n
+        bar = _progress(n, "generate", progress)
+
+        def run(bs: int) -> None:
+            for batch in _length_batches([len(p) for p in prompt_ids], bs):
+                todo = [i for i in batch if not done[i]]
+                if not todo:
+                    continue
+                toks, gaps = _greedy_batch(model, [prompt_ids[i] for i in todo], max_new_tokens, eos, pad_id)
+                for i, t, g in zip(todo, toks, gaps):
+                    ids[i], margins[i], done[i] = t, g, True
+                bar.update(len(todo))
+
+        try:
+            _run_with_backoff(run, bs0, "generation", stats)
+        finally:
+            bar.close()
+        fallback = [i for i in range(n) if margins[i] < verify_margin]
+        if fallback:
+            log.info("%d of %d generations had a near-tie logit step (< %g); regenerating them one at a time",
+                     len(fallback), n, verify_margin)
+            with _progress(len(fallback), "generate (verify near-ties)", progress) as fbar:
+                for i in fallback:
+                    ids[i] = _reference_generate_ids(model, tokenizer, prompts[i], max_new_tokens, pad_id)
+                    fbar.update(1)
+        stats["generation_fallback"] = len(fallback)
+        stats["verify_margin"] = verify_margin
+        texts = [decode(tokenizer, t, cleanup) for t in ids]  # type: ignore[arg-type]
+        return GenerationOutput(texts, ids, margins, fallback,  # type: ignore[arg-type]
+                                stats["batch_size"]["generation"], "batched")
+    finally:
+        if was_training:
+            model.train()
+
+
+def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 256, batch_size: int | str = "auto",
+             cleanup: str | None = "semeval2025", progress: bool = True, **kwargs: Any) -> list[str]:
+    """Greedy continuations of ``prompts`` (raw text), in input order.
+
+    Exactly the organisers' decoding — raw prompt tokenised with ``add_special_tokens=True``, greedy,
+    KV cache, stop only at EOS or ``max_new_tokens``, pad id = EOS id, new tokens decoded with special
+    tokens skipped — computed in length-sorted, left-padded batches whose finished rows exit early.
+    Near-tie rows are re-decoded one at a time, which makes the texts identical to one-at-a-time
+    decoding (see the module docstring). ``cleanup="semeval2025"`` applies the classic tokenization
+    clean-up of transformers 4.45, as the organisers' run did; ``"plain"`` leaves the decoded text as is.
+    """
+    return generate_detailed(model, tokenizer, prompts, max_new_tokens, batch_size, cleanup, progress,
+                             **kwargs).texts
+
+
+# ------------------------------------------------------------------------------------------------
+# losses
+def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_size: int | str, want_stats: bool,
+                  desc: str, progress: bool, stats: dict, phase: str, token_budget: int | None = None
+                  ) -> list[dict[str, Any]]:
+    """For each token sequence, the log-probability of every token from ``starts[i]`` on (given the
+    tokens before it) in right-padded batched forward passes; with ``want_stats`` also the mean and
+    standard deviation of log p over the vocabulary at each of those positions (for Min-K%++).
+
+    Right padding keeps every real token at its own position and, under the causal mask, unaffected by
+    the padding (which is also masked). The full-vocabulary log-softmax is materialised for one row at a
+    time only, so memory stays at one batch of logits plus one row's log-softmax.
+    """
+    import torch
+
+    n = len(sequences)
+    results: list[dict[str, Any] | None] = [None] * n
+    dev = model_device(model)
+    bs0 = default_batch_size(model, phase) if batch_size == "auto" else int(batch_size)
+    if token_budget is None:
+        # Logits are [batch, length, vocab] floats: cap padded tokens so one batch's logits stay ~1 GiB.
+        vocab = int(getattr(model.config.get_text_config(), "vocab_size", 32000) or 32000)
+        token_budget = max(max((len(s) for s in sequences), default=1), (1 << 30) // (4 * vocab))
+    bar = _progress(n, desc, progress)
+
+    def run(bs: int) -> None:
+        for batch in _length_batches([len(s) for s in sequences], bs, token_budget):
+            todo = [i for i in batch if results[i] is None]
+            if not todo:
+                continue
+            width = max(len(sequences[i]) for i in todo)
+            pad = 0
+            input_ids = torch.full((len(todo), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(todo), width), dtype=torch.long)
+            for r, i in enumerate(todo):
+                seq = sequences[i]
+                input_ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                mask[r, : len(seq)] = 1
+            with torch.no_grad():
+                logits = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits
+                for r, i in enumerate(todo):
+                    seq = sequences[i]
+                    start = max(1, starts[i])
+                    if start >= len(seq):
+                        results[i] = {"logp": torch.empty(0, dtype=torch.float32)}
+                        continue
+                    # The logits at position t-1 predict token t.
+                    row = torch.log_softmax(logits[r, start - 1: len(seq) - 1].float(), dim=-1)
+                    target = torch.tensor(seq[start:], device=row.device)
+                    out = {"logp": row.gather(-1, target[:, None])[:, 0].cpu()}
+                    if want_stats:
+                        p = row.exp()
+                        mu = (p * row).sum(-1)
+                        var = (p * row.square()).sum(-1) - mu.square()
+                        out["mu"] = mu.cpu()
+                        out["sigma"] = var.clamp(min=0).sqrt().cpu()
+                    results[i] = out
+                    del row
+                del logits
+            bar.update(len(todo))
+
+    try:
+        _run_with_backoff(run, bs0, phase, stats)
+    finally:
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _lowest_k_mean(values, k: float) -> float:
+    """Mean of the ``k`` fraction of lowest values (at least one value), as Min-K% defines it."""
+    import torch
+
+    count = max(1, int(len(values) * k))
+    return float(torch.sort(values).values[:count].mean())
+
+
+def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | str = "auto", k: float = 0.2,
+                    progress: bool = True, stats: dict | None = None) -> list[dict[str, Any]]:
+    """Per-document membership-inference statistics, in input order.
+
+    Each document is tokenised with the tokenizer's default special tokens, without truncation. Fields
+    (``docs/contracts.md``, ``mia.jsonl``): ``n_tokens``; ``loss`` = mean token cross-entropy over every
+    token after the first — what ``model(input_ids, labels=input_ids).loss`` gives one document at a
+    time; ``zlib_entropy`` = bytes of the zlib-compressed UTF-8 text; ``min_k`` = mean log-probability of
+    the ``k`` fraction of lowest-probability tokens (Min-K%); ``min_k_pp`` = the same over Min-K%++
+    scores ``(log p(x_t) - mu_t) / sigma_t`` with ``mu_t``, ``sigma_t`` the mean and standard deviation
+    of ``log p`` under the model's own next-token distribution at position t.
+    """
+    import torch
+
+    if not 0 < k <= 1:
+        raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
+    stats = stats if stats is not None else {}
+    seqs = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+    for i, s in enumerate(seqs):
+        if len(s) < 2:
+            raise ValueError(f"document {i} ({texts[i][:60]!r}) has {len(s)} token(s); a loss needs at least 2")
+    scores = _token_scores(model, seqs, [1] * len(seqs), batch_size, True, "mia losses", progress, stats, "mia")
+    rows = []
+    for text, seq, sc in zip(texts, seqs, scores):
+        logp = sc["logp"]
+        mink_pp = (logp - sc["mu"]) / sc["sigma"].clamp(min=torch.finfo(torch.float32).tiny)
+        rows.append({
+            "n_tokens": len(seq),
+            "loss": float(-logp.mean()),
+            "zlib_entropy": len(zlib.compress(text.encode("utf-8"))),
+            "min_k": _lowest_k_mean(logp, k),
+            "min_k_pp": _lowest_k_mean(mink_pp, k),
+        })
+    return rows
+
+
+def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str], batch_size: int | str = "auto",
+                  progress: bool = True, stats: dict | None = None) -> list[float | None]:
+    """Mean token cross-entropy of each ``output`` given its ``input``, in input order.
+
+    ``input`` is tokenised with the default special tokens; the concatenation ``input + output`` is
+    tokenised the same way and the tokens from position ``len(tokens(input))`` on are scored (the
+    prompt tokenisation decides where the answer starts). ``None`` when the answer adds no token.
+    """
+    if len(inputs) != len(outputs):
+        raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
+    stats = stats if stats is not None else {}
+    starts = [len(tokenizer(i, add_special_tokens=True)["input_ids"]) for i in inputs]
+    seqs = [tokenizer(i + o, add_special_tokens=True)["input_ids"] for i, o in zip(inputs, outputs)]
+    scores = _token_scores(model, seqs, starts, batch_size, False, "answer losses", progress, stats,
+                           "answer_loss")
+    return [float(-s["logp"].mean()) if len(s["logp"]) else None for s in scores]
+
+
+__all__ = ["generate", "generate_detailed", "GenerationOutput", "sequence_losses", "answer_losses", "decode",
+           "eos_token_ids", "is_oom", "DEFAULT_MARGINS"]

@@ -1,0 +1,421 @@
+"""The embedded target model: a small Llama trained until it memorises the synthetic world.
+
+LUME's targets were fine-tuned until they memorised forget and retain documents, with a held-out
+set for membership inference. :func:`train_target` does the same on a world from
+:mod:`harness.world`, on CPU, in minutes:
+
+* a byte-level BPE tokenizer trained on *all* world text (members and non-members alike, so token
+  counts leak nothing about membership);
+* a small Llama (:func:`harness.tiny.tiny_llama`) trained on every forget and retain record exactly
+  as it will be prompted — ``BOS + input + " " + output + EOS`` (for a sentence-completion item that
+  is the whole document, since the world splits documents at a space) — plus the utility fact
+  documents and the utility dev/val multiple-choice items in lm-eval's MMLU 5-shot format. Never the
+  non-members, never the utility test items;
+* a plain AdamW loop (this is not the unlearning loop), deterministic on CPU for a fixed seed;
+* saved with ``save_pretrained`` (safetensors) + the tokenizer, so transformers, lm-eval and the
+  harness load it by path; cached by a hash of (world content, config, harness version);
+* quality gates measured with the harness's own engine and metrics, written to
+  ``target_report.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import fileio
+from .data import DataError, load_benchmark
+from .records import harness_version
+
+log = logging.getLogger("unlearnbench.target")
+
+TARGET_FILE = "target.json"
+REPORT_FILE = "target_report.json"
+WEIGHTS_FILE = "model.safetensors"
+RECIPE_VERSION = "1"
+LETTERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """Model shape and training recipe for one ``--size``."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    vocab_size: int
+    epochs: int
+    lr: float
+    warmup_steps: int
+    batch_tokens: int
+    """Padded tokens per batch (batches are groups of similar-length sequences)."""
+    max_batch_rows: int
+    weight_decay: float = 0.0
+
+
+CONFIGS: dict[str, TargetConfig] = {
+    "small": TargetConfig(hidden_size=128, num_layers=2, num_heads=4, vocab_size=2048, epochs=30, lr=3e-3,
+                          warmup_steps=20, batch_tokens=4096, max_batch_rows=32),
+    "medium": TargetConfig(hidden_size=256, num_layers=4, num_heads=4, vocab_size=4096, epochs=30, lr=2e-3,
+                           warmup_steps=50, batch_tokens=8192, max_batch_rows=64),
+    "large": TargetConfig(hidden_size=384, num_layers=6, num_heads=6, vocab_size=8192, epochs=30, lr=1e-3,
+                          warmup_steps=100, batch_tokens=8192, max_batch_rows=64),
+}
+
+#: Quality gates: (report key, threshold); the value must be >= the threshold.
+GATES: tuple[tuple[str, float], ...] = (
+    ("mia_auc", 0.95),
+    ("forget/regurgitation", 0.9),
+    ("retain/regurgitation", 0.9),
+    ("forget/knowledge", 0.8),
+    ("retain/knowledge", 0.8),
+    # "well above chance" (0.25) for four-way multiple choice.
+    ("utility", 0.4),
+)
+
+
+class TargetError(ValueError):
+    """The target cannot be trained or saved (names the folder and what was expected)."""
+
+
+# -- text formats ----------------------------------------------------------------------------------
+def mcq_block(question: str, choices: tuple[str, ...] | list[str]) -> str:
+    """One question as lm-eval's MMLU template writes it (``doc_to_text``), ending in ``Answer:``."""
+    lines = [question.strip()] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)]
+    return "\n".join(lines) + "\nAnswer:"
+
+
+def mcq_prompt(subject: str, shots: list, item) -> str:
+    """lm-eval's MMLU k-shot context: description, solved shots, then the question (no answer)."""
+    description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    solved = [mcq_block(s.question, s.choices) + " " + LETTERS[s.answer] for s in shots]
+    return description + "".join(s + "\n\n" for s in solved) + mcq_block(item.question, item.choices)
+
+
+# -- world reading ---------------------------------------------------------------------------------
+@dataclass
+class WorldTexts:
+    train_texts: list[str]
+    """Trained with BOS … EOS: records as ``input + " " + output`` and fact documents."""
+    mcq_train: list[str]
+    """Trained MCQ sequences (5-shot prompt + " " + letter), BOS added on a seeded half of the epochs."""
+    tokenizer_texts: list[str]
+    """Every text in the world (members, non-members, all MCQ splits)."""
+
+
+def _read_world(world: Path):
+    bench = load_benchmark(world)
+    if not bench.has_mia:
+        raise DataError("the world has no mia/member.jsonl and mia/nonmember.jsonl; make it with `unlearnbench world`",
+                        world)
+    facts_path = world / "utility" / "facts.jsonl"
+    if not facts_path.is_file():
+        raise DataError("missing utility/facts.jsonl; expected a world made by `unlearnbench world`", facts_path)
+    facts = [row["document"] for row in fileio.read_jsonl(facts_path)]
+    from .mcq_data import load_mcq
+
+    mcq = load_mcq(world / "utility")
+    return bench, facts, mcq
+
+
+def _world_texts(bench, facts, mcq) -> WorldTexts:
+    train = [f"{r.input} {r.output}" for r in bench.records] + list(facts)
+    mcq_train = []
+    all_mcq = []
+    for subject in mcq.subjects:
+        dev = mcq.data[subject].get("dev", [])
+        for i, item in enumerate(dev):
+            # A dev item is trained in context of the other dev items (it is a shot for everything else).
+            mcq_train.append(mcq_prompt(subject, dev[:i] + dev[i + 1:], item) + " " + LETTERS[item.answer])
+        for item in mcq.data[subject].get("val", []):
+            mcq_train.append(mcq_prompt(subject, dev, item) + " " + LETTERS[item.answer])
+        for split in ("dev", "val", "test"):
+            for item in mcq.data[subject].get(split, []):
+                all_mcq.append(mcq_block(item.question, item.choices) + " " + LETTERS[item.answer])
+    tokenizer_texts = (train + [d.document for d in bench.members + bench.nonmembers] + all_mcq
+                       + [mcq_prompt(s, [], mcq.data[s]["test"][0]) for s in mcq.subjects])
+    return WorldTexts(train, mcq_train, tokenizer_texts)
+
+
+def cache_key(world: Path, config: TargetConfig, seed: int) -> str:
+    """sha256 over every world file's bytes (sorted paths), the recipe and the harness version."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in world.rglob("*") if p.is_file() and p.name != "world.json"
+                       and not p.name.startswith(".")):
+        h.update(path.relative_to(world).as_posix().encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    h.update(json.dumps({"config": asdict(config), "seed": seed, "recipe": RECIPE_VERSION,
+                         "harness": harness_version()}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+# -- training --------------------------------------------------------------------------------------
+def _batches(lengths: list[int], config: TargetConfig) -> list[list[int]]:
+    """Indices grouped by similar length under the padded-token budget (fixed, order-independent)."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches, current = [], []
+    for i in order:
+        if current and (len(current) >= config.max_batch_rows or lengths[i] * (len(current) + 1) > config.batch_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _fit(model, sequences: list[list[int]], optional_bos: list[bool], bos_id: int, pad_id: int,
+         config: TargetConfig, seed: int, progress: bool) -> list[float]:
+    """AdamW with linear warm-up and cosine decay over length-grouped batches in a seeded order.
+
+    ``optional_bos[i]``: sequence i is stored without BOS and gets it on a seeded coin flip per epoch
+    (MCQ prompts: lm-eval may or may not add BOS, so the model learns both).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    rng = random.Random(seed)
+    full_lengths = [len(s) + 1 for s in sequences]
+    batches = _batches(full_lengths, config)
+    total = config.epochs * len(batches)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.98))
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress_ = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress_))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    model.train()
+    losses: list[float] = []
+    step = 0
+    with tqdm(total=total, desc="train target", unit="step", disable=not progress, dynamic_ncols=True) as bar:
+        for epoch in range(config.epochs):
+            order = list(range(len(batches)))
+            rng.shuffle(order)
+            epoch_losses = []
+            for b in order:
+                rows = []
+                for i in batches[b]:
+                    seq = sequences[i]
+                    if optional_bos[i] and rng.random() < 0.5:
+                        seq = [bos_id] + seq
+                    rows.append(seq)
+                width = max(len(r) for r in rows)
+                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                labels = torch.full((len(rows), width), -100, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for j, seq in enumerate(rows):
+                    ids[j, :len(seq)] = torch.tensor(seq)
+                    labels[j, :len(seq)] = torch.tensor(seq)
+                    mask[j, :len(seq)] = 1
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                epoch_losses.append(float(loss))
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
+            losses.append(sum(epoch_losses) / len(epoch_losses))
+    model.eval()
+    return losses
+
+
+# -- quality gates ---------------------------------------------------------------------------------
+def _mcq_accuracy(model, tokenizer, mcq, split: str = "test", shots: int = 5) -> dict[str, float]:
+    """Accuracy from the next-token log-likelihood of " A".." D" after lm-eval's MMLU k-shot prompt.
+
+    Each letter's score is the summed log-probability of its tokens after the context, as lm-eval's
+    ``loglikelihood`` computes it (context tokenised with the tokenizer's default special tokens).
+    """
+    import torch
+
+    correct = total = 0
+    per_subject = {}
+    for subject in mcq.subjects:
+        dev = mcq.data[subject].get("dev", [])[:shots]
+        items = mcq.data[subject].get(split, [])
+        hits = 0
+        for item in items:
+            context = mcq_prompt(subject, dev, item)
+            ctx_ids = tokenizer(context)["input_ids"]
+            scores = []
+            for letter in LETTERS:
+                whole = tokenizer(context + " " + letter)["input_ids"]
+                cont = whole[len(ctx_ids):] if whole[:len(ctx_ids)] == ctx_ids else whole[-1:]
+                ids = torch.tensor([ctx_ids + cont])
+                with torch.no_grad():
+                    logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+                positions = range(len(ctx_ids) - 1, len(ctx_ids) - 1 + len(cont))
+                scores.append(sum(float(logp[p, t]) for p, t in zip(positions, cont)))
+            hits += int(max(range(4), key=lambda k: scores[k]) == item.answer)
+        per_subject[subject] = hits / len(items) if items else float("nan")
+        correct += hits
+        total += len(items)
+    return {"utility": correct / total, **{f"utility/{s}": v for s, v in per_subject.items()}}
+
+
+def measure_gates(model, tokenizer, bench, mcq, progress: bool = True) -> dict[str, Any]:
+    """The target's quality numbers with the harness's engine and metrics (greedy, organisers' rules)."""
+    from metrics.knowledge import knowledge_exact_match
+    from metrics.mia import auc
+    from metrics.regurgitation import regurgitation_rougeL_recall
+
+    from .engine import generate, sequence_losses
+
+    out: dict[str, Any] = {}
+    records = list(bench.records)
+    generations = generate(model, tokenizer, [r.input for r in records], max_new_tokens=256, progress=progress)
+    groups: dict[str, list[float]] = {}
+    for rec, gen in zip(records, generations):
+        if rec.kind == "sc":
+            value, name = regurgitation_rougeL_recall(rec.output, gen), "regurgitation"
+        else:
+            value, name = knowledge_exact_match(rec.output, gen), "knowledge"
+        for key in (f"{rec.split}/{name}", f"{rec.split}/{rec.task}/{name}"):
+            groups.setdefault(key, []).append(float(value))
+    out.update({key: sum(v) / len(v) for key, v in sorted(groups.items())})
+    rows = sequence_losses(model, tokenizer, [d.document for d in bench.members + bench.nonmembers],
+                           progress=progress)
+    n = len(bench.members)
+    out["mia_auc"] = auc([-r["loss"] for r in rows[:n]], [-r["loss"] for r in rows[n:]])
+    out["mia_loss/member"] = sum(r["loss"] for r in rows[:n]) / n
+    out["mia_loss/nonmember"] = sum(r["loss"] for r in rows[n:]) / (len(rows) - n)
+    out.update(_mcq_accuracy(model, tokenizer, mcq))
+    return out
+
+
+def check_gates(values: dict[str, Any]) -> list[str]:
+    """Descriptions of the failed gates (empty when all pass)."""
+    return [f"{key} = {values.get(key)!r} < {threshold}" for key, threshold in GATES
+            if values.get(key) is None or values[key] < threshold]
+
+
+# -- the public entry ------------------------------------------------------------------------------
+def read_target_info(model_dir: str | Path) -> dict | None:
+    path = Path(model_dir) / TARGET_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small", seed: int = 0,
+                 progress: bool = True, config: TargetConfig | None = None, gates: bool = True) -> Path:
+    """Train (or reuse) the target model for the world in ``world_dir``; return ``out_dir``.
+
+    ``config`` overrides the ``size`` preset (tests use a reduced one); ``gates=False`` skips the
+    quality measurement. When ``out_dir/target.json`` records the same cache key and the weights are
+    there, nothing is retrained (``target.json["cache_key"]``). The report, with ``passed`` and
+    ``failed`` gates, is ``out_dir/target_report.json``; failing gates do not raise (the CLI turns
+    them into a non-zero exit).
+    """
+    import torch
+
+    from .tiny import train_bpe_tokenizer, tiny_llama
+
+    world = Path(world_dir)
+    out = Path(out_dir)
+    if config is None:
+        if size not in CONFIGS:
+            raise TargetError(f"unknown size {size!r}; expected one of {sorted(CONFIGS)}")
+        config = CONFIGS[size]
+    if not world.is_dir():
+        raise DataError("world folder does not exist; make one with `unlearnbench world --out DIR`", world)
+    bench, facts, mcq = _read_world(world)
+    key = cache_key(world, config, seed)
+    info = read_target_info(out)
+    if info and info.get("cache_key") == key and (out / WEIGHTS_FILE).is_file() and \
+            (not gates or (out / REPORT_FILE).is_file()):
+        log.info("target model in %s is up to date (cache key %s…); not retraining", out, key[:12])
+        return out
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and info is None)):
+        raise TargetError(f"{out}: exists and is not a target model folder (no {TARGET_FILE}); refusing to overwrite")
+
+    texts = _world_texts(bench, facts, mcq)
+    started = time.perf_counter()
+    tokenizer = train_bpe_tokenizer(texts.tokenizer_texts, vocab_size=config.vocab_size)
+    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    sequences = [tokenizer(t)["input_ids"] + [eos] for t in texts.train_texts]
+    mcq_seqs = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts.mcq_train]
+    longest = max(len(s) for s in sequences + mcq_seqs) + 1
+
+    torch.manual_seed(seed)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        model = tiny_llama(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers,
+                           num_heads=config.num_heads, max_positions=max(1024, 2 ** math.ceil(math.log2(longest))),
+                           seed=seed)
+        epoch_losses = _fit(model, sequences + mcq_seqs, [False] * len(sequences) + [True] * len(mcq_seqs),
+                            bos, eos, config, seed, progress)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    train_seconds = time.perf_counter() - started
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = eos
+    model.generation_config.bos_token_id = bos
+    model.generation_config.do_sample = False
+
+    # Write into a sibling temporary folder, then swap it in: a killed run never leaves a half model
+    # that a later call would take for a cache hit.
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    n_params = sum(p.numel() for p in model.parameters())
+    target_info = {
+        "cache_key": key,
+        "world": str(world.resolve()),
+        "size": size,
+        "seed": seed,
+        "config": asdict(config),
+        "recipe_version": RECIPE_VERSION,
+        "unlearnbench_version": harness_version(),
+        "parameters": n_params,
+        "train_sequences": len(sequences) + len(mcq_seqs),
+        "train_tokens_per_epoch": sum(len(s) for s in sequences + mcq_seqs),
+        "train_seconds": round(train_seconds, 1),
+        "epoch_losses": [round(x, 4) for x in epoch_losses],
+        "torch_threads": torch.get_num_threads(),
+    }
+    if gates:
+        values = measure_gates(model, tokenizer, bench, mcq, progress=progress)
+        failed = check_gates(values)
+        report = {"gates": {k: t for k, t in GATES}, "values": values, "passed": not failed, "failed": failed,
+                  "parameters": n_params, "train_seconds": round(train_seconds, 1),
+                  "measured_with": "harness.engine.generate/sequence_losses + metrics (ROUGE-L recall, exact "
+                                   "match, loss-attack AUC) + lm-eval-format 5-shot MCQ log-likelihood"}
+        fileio.write_json(tmp / REPORT_FILE, report)
+    fileio.write_json(tmp / TARGET_FILE, target_info)  # last: its presence marks a complete folder
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def read_report(model_dir: str | Path) -> dict | None:
+    path = Path(model_dir) / REPORT_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+__all__ = ["train_target", "measure_gates", "check_gates", "read_report", "read_target_info", "cache_key",
+           "mcq_prompt", "mcq_block", "CONFIGS", "GATES", "TargetConfig", "TargetError"]

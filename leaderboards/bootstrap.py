@@ -1,0 +1,266 @@
+"""Bootstrap 95% confidence intervals and rank stability from the per-sample files.
+
+What is resampled: the forget/retain items *within each (split, task, kind) stratum* — so every
+replicate keeps each per-task mean defined and its size fixed — and the MIA members and
+non-members separately. One set of resampling counts is drawn per replicate and shared by every
+run on the board (a paired bootstrap: all entries were evaluated on the same items, and rank
+stability asks how the *comparison* varies). MMLU and ``utility`` are **held fixed** at the
+record's value: the result records carry no per-question MCQ results.
+
+How: a resample is a vector of multinomial counts per stratum, so a replicate's per-task mean is
+``counts @ scores / n`` (one matrix product for all replicates), the task aggregate is the
+harmonic mean of the twelve terms vectorised over replicates (0 when a term is 0, as
+``statistics.harmonic_mean``), and each MIA AUC is the weighted Mann–Whitney statistic (ties count
+one half, as scikit-learn's ROC AUC) from one sort per run. Replicates use float64 and numpy sums;
+they are not bit-exact to the sequential sums of :mod:`metrics.semeval`, which does not matter for
+an interval — the point estimates shown are always the records' own exact numbers. With no
+resampling (all counts 1) the vectorised metrics equal :func:`metrics.semeval.compute_metrics`
+to float precision (tested).
+
+Per-item scores come from the rows' stored ``regurgitation``/``knowledge`` when every row has its
+score, else the rows are re-scored with :func:`metrics.semeval.score_rows` in the record's scoring
+mode. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from harness.data import DataError
+from harness.records import MIA_FILE, SAMPLES_FILE
+
+from .build import Entry, Leaderboard
+from .collect import LoadedRecord
+
+log = logging.getLogger("unlearnbench.leaderboard")
+
+MEASURE_OF_KIND = {"sc": "regurgitation", "qa": "knowledge"}
+MCQ_FIXED = ("mmlu", "utility")
+FINAL_FORMULAS = {"final_score": "mmlu", "final_score_utility": "utility"}
+
+
+def _run_file(rec: LoadedRecord, default: str) -> Path:
+    for rel in rec.result.files.values():
+        if Path(rel).name == default:
+            return rec.run_dir / rel
+    return rec.run_dir / default
+
+
+@dataclass
+class RunData:
+    """One run's per-item scores by stratum and MIA membership scores by attack, in file order."""
+
+    items: dict[tuple[str, str, str], dict[str, float]] = field(default_factory=dict)
+    """(split, task, kind) → {id: score}."""
+    mia: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
+    """attack → {(set, id): membership score}."""
+    fixed: dict[str, Optional[float]] = field(default_factory=dict)
+
+
+def load_run(rec: LoadedRecord) -> tuple[Optional[RunData], str]:
+    """Per-sample data of a run, or (None, why not)."""
+    from metrics import MIA_ATTACKS, MODES, membership_score, read_mia_rows, read_samples, score_rows
+
+    samples_path = _run_file(rec, SAMPLES_FILE)
+    if not samples_path.is_file():
+        return None, f"no {SAMPLES_FILE}"
+    try:
+        rows = read_samples(samples_path)
+    except DataError as exc:
+        return None, str(exc)
+    if not all((r.get("regurgitation") if r.get("kind", "") == "sc" else r.get("knowledge")) is not None
+               and r.get("kind") in MEASURE_OF_KIND for r in rows):
+        settings = rec.result.settings
+        mode = next((settings[k] for k in ("scoring", "mode", "scoring_mode") if settings.get(k) in MODES),
+                    "semeval2025")
+        rows = score_rows(rows, mode=mode)
+    data = RunData(fixed={name: rec.result.metrics.get(name) for name in MCQ_FIXED})
+    for row in rows:
+        kind = row["kind"]
+        data.items.setdefault((row["split"], row["task"], kind), {})[row["id"]] = float(row[MEASURE_OF_KIND[kind]])
+    mia_path = _run_file(rec, MIA_FILE)
+    if mia_path.is_file():
+        try:
+            mia_rows = read_mia_rows(mia_path)
+        except DataError as exc:
+            return None, str(exc)
+        for attack in MIA_ATTACKS:
+            scores = {(r["set"], r["id"]): membership_score(r, attack) for r in mia_rows}
+            if scores and all(v is not None for v in scores.values()):
+                data.mia[attack] = {k: float(v) for k, v in scores.items()}
+    return data, ""
+
+
+@dataclass
+class Layout:
+    """The shared item order: strata ids and MIA ids every run is aligned to."""
+
+    strata: dict[tuple[str, str, str], list[str]]
+    members: list[str]
+    nonmembers: list[str]
+
+
+def _layout(first: RunData) -> Layout:
+    mia_keys = next(iter(first.mia.values()), {})
+    return Layout(strata={k: list(v) for k, v in sorted(first.items.items())},
+                  members=[i for s, i in mia_keys if s == "member"],
+                  nonmembers=[i for s, i in mia_keys if s == "nonmember"])
+
+
+def _aligned(data: RunData, layout: Layout) -> bool:
+    if set(data.items) != set(layout.strata):
+        return False
+    return all(set(data.items[k]) == set(ids) for k, ids in layout.strata.items())
+
+
+def _weighted_auc(member: np.ndarray, nonmember: np.ndarray, cm: np.ndarray, cn: np.ndarray) -> np.ndarray:
+    """ROC AUC per replicate with members/non-members weighted by their resampling counts.
+
+    AUC = Σ_i Σ_j w_i v_j ([m_i > n_j] + ½[m_i = n_j]) / (Σw Σv): sort once, sum weights per distinct
+    score, and count for each member score the non-member weight strictly below plus half the ties.
+    """
+    scores = np.concatenate([member, nonmember])
+    is_member = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_scores)) + 1])
+    weights = np.concatenate([cm, cn], axis=1)[:, order].astype(np.float64)
+    wm = np.add.reduceat(weights * is_member[order], starts, axis=1)
+    wn = np.add.reduceat(weights * (1 - is_member[order]), starts, axis=1)
+    below = np.cumsum(wn, axis=1) - wn
+    return (wm * (below + 0.5 * wn)).sum(axis=1) / (cm.sum(axis=1) * cn.sum(axis=1))
+
+
+def _harmonic_mean(terms: np.ndarray) -> np.ndarray:
+    """Row-wise harmonic mean; 0 where a term is 0 (``statistics.harmonic_mean``'s convention)."""
+    with np.errstate(divide="ignore"):
+        hm = terms.shape[1] / np.sum(1.0 / terms, axis=1)
+    return np.where(np.any(terms <= 0, axis=1), 0.0, hm)
+
+
+def replicate_metrics(data: RunData, layout: Layout, counts: dict[tuple[str, str, str], np.ndarray],
+                      member_counts: Optional[np.ndarray], nonmember_counts: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every recomputable metric of one run, one value per replicate (rows of the count matrices)."""
+    from metrics.semeval import AGGREGATE_TERMS, MIA_METRIC_NAMES
+
+    out: dict[str, np.ndarray] = {}
+    for key, ids in layout.strata.items():
+        split, task, kind = key
+        scores = np.array([data.items[key][i] for i in ids], dtype=np.float64)
+        out[f"{split}/{task}/{MEASURE_OF_KIND[kind]}"] = counts[key] @ scores / len(ids)
+    if all(f"{s}/{t}/{m}" in out for s, t, m in AGGREGATE_TERMS):
+        terms = np.stack([1 - out[f"{s}/{t}/{m}"] if s == "forget" else out[f"{s}/{t}/{m}"]
+                          for s, t, m in AGGREGATE_TERMS], axis=1)
+        out["task_aggregate"] = _harmonic_mean(terms)
+    if member_counts is not None and layout.members and layout.nonmembers:
+        for attack, scores in data.mia.items():
+            if not all(("member", i) in scores for i in layout.members) or \
+                    not all(("nonmember", i) in scores for i in layout.nonmembers):
+                continue
+            m = np.array([scores[("member", i)] for i in layout.members])
+            n = np.array([scores[("nonmember", i)] for i in layout.nonmembers])
+            out[MIA_METRIC_NAMES[attack]] = _weighted_auc(m, n, member_counts, nonmember_counts)
+        if "mia_auc" in out:
+            out["mia_score"] = 1 - 2 * np.abs(out["mia_auc"] - 0.5)
+    for final, mcq in FINAL_FORMULAS.items():
+        fixed = data.fixed.get(mcq)
+        if fixed is not None and "task_aggregate" in out and "mia_score" in out:
+            out[final] = (out["task_aggregate"] + fixed + out["mia_score"]) / 3
+    return out
+
+
+def identity_counts(layout: Layout) -> tuple[dict, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Counts of the un-resampled data (one replicate, every item once): for checking the formulas."""
+    counts = {k: np.ones((1, len(ids))) for k, ids in layout.strata.items()}
+    return counts, np.ones((1, len(layout.members))), np.ones((1, len(layout.nonmembers)))
+
+
+def _draw(rng: np.random.Generator, n: int, replicates: int) -> np.ndarray:
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates)
+
+
+def _ranks(scores: np.ndarray, decimals: int, tie_rule: str) -> np.ndarray:
+    rounded = np.round(scores, decimals)
+    if tie_rule == "dense":
+        out = np.empty_like(rounded, dtype=np.int64)
+        for b in range(rounded.shape[0]):
+            distinct = np.unique(rounded[b])[::-1]
+            out[b] = np.searchsorted(-distinct, -rounded[b]) + 1
+        return out
+    return 1 + (rounded[:, None, :] > rounded[:, :, None]).sum(axis=2)
+
+
+def add_intervals(lb: Leaderboard, replicates: int, seed: int = 0, progress: bool = True) -> Leaderboard:
+    """Fill ``ci`` and ``rank_stability`` of the board's entries from the per-sample files, in place."""
+    if replicates <= 0:
+        return lb
+    entries = lb.entries
+    runs = [(e, r) for e in entries for r in e.runs]
+    iterator: Sequence = runs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(runs, desc="bootstrap: reading per-sample files", unit="run", leave=False)
+    loaded: dict[int, RunData] = {}
+    problems: list[str] = []
+    for entry, rec in iterator:
+        data, why = load_run(rec)
+        if data is None:
+            problems.append(f"{rec.path.parent.name}: {why}")
+        else:
+            loaded[id(rec)] = data
+    if not loaded:
+        lb.notes.append(f"No bootstrap intervals: no run has its per-sample files ({SAMPLES_FILE}, {MIA_FILE}).")
+        return lb
+    layout = _layout(next(iter(loaded.values())))
+    for entry, rec in runs:
+        if id(rec) in loaded and not _aligned(loaded[id(rec)], layout):
+            problems.append(f"{rec.path.parent.name}: its {SAMPLES_FILE} items differ from the other runs'")
+            del loaded[id(rec)]
+
+    rng = np.random.default_rng(seed)
+    counts = {k: _draw(rng, len(ids), replicates) for k, ids in layout.strata.items()}
+    member_counts = _draw(rng, len(layout.members), replicates) if layout.members else None
+    nonmember_counts = _draw(rng, len(layout.nonmembers), replicates) if layout.nonmembers else None
+
+    wanted = {c.metric for c in lb.board.columns} | {lb.board.score}
+    score_reps: dict[int, np.ndarray] = {}
+    for entry in entries:
+        if not all(id(r) in loaded for r in entry.runs):
+            continue
+        per_run = [replicate_metrics(loaded[id(r)], layout, counts, member_counts, nonmember_counts)
+                   for r in entry.runs]
+        common = set.intersection(*(set(m) for m in per_run))
+        for name in common:
+            if name not in wanted and name not in lb.board.components:
+                continue
+            reps = np.mean([m[name] for m in per_run], axis=0)
+            low, high = np.percentile(reps, [2.5, 97.5])
+            entry.ci[name] = (float(low), float(high))
+            if name == lb.board.score:
+                score_reps[id(entry)] = reps
+
+    ranked = [e for e in lb.ranked if e.status == "ranked"]
+    if ranked and score_reps:
+        matrix = np.stack([score_reps.get(id(e), np.full(replicates, e.score)) for e in ranked], axis=1)
+        ranks = _ranks(matrix, lb.board.rank_decimals, lb.board.tie_rule)
+        for j, entry in enumerate(ranked):
+            if id(entry) in score_reps:
+                entry.rank_stability = float(np.mean(ranks[:, j] == entry.rank))
+
+    lb.bootstrap = replicates
+    lb.seed = seed
+    fixed = [m for m in MCQ_FIXED if m in {c.metric for c in lb.board.columns} | set(lb.board.components)]
+    lb.notes.append(
+        f"95% bootstrap intervals from {replicates} replicates (seed {seed}): items resampled within each "
+        f"split/task/kind, MIA members and non-members separately, the same resample for every entry"
+        + (f"; {' and '.join(fixed)} held fixed (no per-question records)" if fixed else "")
+        + ". Rank stability: the fraction of replicates in which a ranked entry keeps its rank.")
+    if problems:
+        lb.notes.append("No intervals for: " + "; ".join(sorted(set(problems))) + ".")
+    return lb

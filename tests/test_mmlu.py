@@ -1,0 +1,280 @@
+"""MMLU / utility through lm-evaluation-harness: layouts, protocol, exactness, filters, fast failures.
+
+The reference for exactness is an independent computation with plain transformers: the prompt is
+built here from the protocol's description, and each letter's score is the summed log-probability
+of the continuation tokens of " A"/" B"/" C"/" D" (split off the whole-sequence tokenisation, as
+lm-eval does; with the tiny byte-level BPE " A" may be one or two tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import UserError
+from harness.data import DataError
+from harness.mcq_data import MMLU_SUBJECT_CATEGORIES, load_mcq
+from harness.mmlu import (
+    MCQSpec,
+    add_mcq_arguments,
+    mmlu_floor_check,
+    resolve_subjects,
+    run_mcq,
+    specs_from_args,
+)
+
+LETTERS = "ABCD"
+SUBJECTS = ("alpha_facts", "beta_lore", "gamma_trivia")
+
+
+def _questions(subject: str, n: int, offset: int) -> list[tuple[str, list[str], int]]:
+    out = []
+    for i in range(n):
+        k = offset + i
+        # Choices include pandas NA tokens ("None", "NA") that must survive the CSV round trip as text.
+        choices = [f"{subject.split('_')[0]} {k}", "None" if k % 3 == 0 else f"river {k}", f"{k * 7} stones",
+                   "NA" if k % 4 == 1 else f"the {k}th lamp"]
+        out.append((f"In the tale of {subject.replace('_', ' ')}, which item is number {k}? ", choices, (k * 5 + len(subject)) % 4))
+    return out
+
+
+FIXTURE = {s: {"dev": _questions(s, 5, 0), "test": _questions(s, 6, 100)} for s in SUBJECTS}
+
+
+def write_csv_layout(root: Path) -> Path:
+    import pandas as pd
+
+    for subject, splits in FIXTURE.items():
+        for split, rows in splits.items():
+            (root / split).mkdir(parents=True, exist_ok=True)
+            frame = pd.DataFrame([[q, *c, LETTERS[a]] for q, c, a in rows])
+            frame.to_csv(root / split / f"{subject}_{split}.csv", header=False, index=False)
+    return root
+
+
+def write_parquet_layout(root: Path) -> Path:
+    """The cais/mmlu hub layout: <subject>/<split>-00000-of-00001.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for subject, splits in FIXTURE.items():
+        (root / subject).mkdir(parents=True, exist_ok=True)
+        for split, rows in splits.items():
+            table = pa.table({"question": [q for q, _, _ in rows], "subject": [subject] * len(rows),
+                              "choices": [c for _, c, _ in rows], "answer": [a for _, _, a in rows]})
+            pq.write_table(table, root / subject / f"{split}-00000-of-00001.parquet")
+    return root
+
+
+def write_arrow_layout(root: Path) -> Path:
+    """datasets.save_to_disk of one DatasetDict per subject."""
+    import datasets
+
+    for subject, splits in FIXTURE.items():
+        dd = datasets.DatasetDict({
+            split: datasets.Dataset.from_dict({"question": [q for q, _, _ in rows], "subject": [subject] * len(rows),
+                                               "choices": [c for _, c, _ in rows], "answer": [a for _, _, a in rows]})
+            for split, rows in splits.items()})
+        dd.save_to_disk(str(root / subject))
+    return root
+
+
+@pytest.fixture(scope="module")
+def mcq_dirs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("mcq")
+    return {"csv": write_csv_layout(base / "csv"), "parquet": write_parquet_layout(base / "parquet"),
+            "arrow": write_arrow_layout(base / "arrow")}
+
+
+# -- the independent reference ----------------------------------------------------------------------
+def _format(question: str, choices: list[str]) -> str:
+    return f"{question.strip()}\nA. {choices[0]}\nB. {choices[1]}\nC. {choices[2]}\nD. {choices[3]}\nAnswer:"
+
+
+def reference_predictions(model, tokenizer, subjects, shots: int, limit: int | None = None) -> list[dict]:
+    import torch
+
+    rows = []
+    for subject in subjects:
+        prefix = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        for q, c, a in FIXTURE[subject]["dev"][:shots]:
+            prefix += _format(q, c) + f" {LETTERS[a]}\n\n"
+        for doc_id, (q, c, a) in enumerate(FIXTURE[subject]["test"][:limit]):
+            context = prefix + _format(q, c)
+            ctx_ids = tokenizer(context)["input_ids"]
+            lls = []
+            for letter in LETTERS:
+                whole = tokenizer(context + " " + letter)["input_ids"]
+                assert whole[: len(ctx_ids)] == ctx_ids
+                cont = whole[len(ctx_ids):]
+                with torch.no_grad():
+                    logits = model(torch.tensor([whole])).logits[0].float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                lls.append(sum(logprobs[len(ctx_ids) - 1 + j, tok].item() for j, tok in enumerate(cont)))
+            pred = max(range(4), key=lambda i: (lls[i], -i))
+            rows.append({"subject": subject, "doc_id": doc_id, "prediction": LETTERS[pred], "answer": LETTERS[a],
+                         "correct": int(pred == a), "loglikelihoods": lls})
+    return rows
+
+
+def _assert_same_as_reference(samples_file: Path, reference: list[dict], accuracy: float) -> None:
+    got = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    assert [(r["subject"], r["doc_id"], r["answer"]) for r in got] == \
+        [(r["subject"], r["doc_id"], r["answer"]) for r in reference]
+    assert [r["prediction"] for r in got] == [r["prediction"] for r in reference]
+    for g, r in zip(got, reference):
+        assert g["loglikelihoods"] == pytest.approx(r["loglikelihoods"], abs=1e-4)
+    assert accuracy == sum(r["correct"] for r in reference) / len(reference)
+
+
+# -- exactness and layouts --------------------------------------------------------------------------
+def test_semeval2025_matches_independent_logits_and_layouts_agree(mcq_dirs, tiny_llama, tiny_tokenizer, tmp_path):
+    reference = reference_predictions(tiny_llama, tiny_tokenizer, SUBJECTS, shots=5)
+    # The test must be able to fail: a random model is neither always right nor always wrong here.
+    assert 0 < sum(r["correct"] for r in reference) < len(reference)
+    results = {}
+    for layout, root in mcq_dirs.items():
+        samples = tmp_path / f"{layout}.jsonl"
+        acc, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source=str(root), metric_name="utility",
+                                                                batch_size=4, samples_path=str(samples)))
+        _assert_same_as_reference(samples, reference, acc)
+        assert info.settings["layout"] == layout
+        results[layout] = (acc, info, samples.read_text())
+    infos = [r[1] for r in results.values()]
+    assert len({r[0] for r in results.values()}) == 1
+    assert len({r[2] for r in results.values()}) == 1, "per-question outputs differ between layouts"
+    assert len({i.settings["data_hash"] for i in infos}) == 1
+    info = infos[0]
+    assert (info.protocol, info.metric_name, info.num_fewshot, info.n_questions) == ("semeval2025", "utility", 5, 18)
+    assert info.subjects == list(SUBJECTS) and info.limit is None and info.full is True
+    assert info.settings["per_subject"]["beta_lore"]["n"] == 6
+    assert info.settings["lm_eval_version"]
+    assert info.settings["prompt"]["fewshot_sampler"].startswith("first_n")
+    # lm-eval's own size-weighted group accuracy is the same micro average.
+    assert info.settings["lm_eval_group_acc"] == pytest.approx(results["csv"][0], abs=1e-12)
+
+
+def test_lm_eval_protocol_filter_and_limit(mcq_dirs, tiny_llama, tiny_tokenizer, tmp_path):
+    samples = tmp_path / "s.jsonl"
+    spec = MCQSpec(source=str(mcq_dirs["csv"]), protocol="lm-eval", subjects="gamma_trivia,alpha_facts", limit=4,
+                   samples_path=str(samples))
+    acc, info = run_mcq(tiny_llama, tiny_tokenizer, spec)
+    reference = reference_predictions(tiny_llama, tiny_tokenizer, ["alpha_facts", "gamma_trivia"], shots=0, limit=4)
+    _assert_same_as_reference(samples, reference, acc)
+    assert info.protocol == "lm-eval" and info.num_fewshot == 0
+    assert info.subjects == ["alpha_facts", "gamma_trivia"] and info.limit == 4 and info.n_questions == 8
+    assert info.full is False
+    assert info.settings["subjects_filter"] == ["gamma_trivia", "alpha_facts"]
+    # Invented subjects are not MMLU: recorded as missing, so this can never pass for the full MMLU.
+    assert len(info.settings["missing_mmlu_subjects"]) == len(MMLU_SUBJECT_CATEGORIES)
+
+
+# -- fast, clear failures -----------------------------------------------------------------------------
+def test_missing_local_copy_fails_fast_with_placement_help(tmp_path, tiny_llama, tiny_tokenizer):
+    start = time.monotonic()
+    with pytest.raises(DataError) as err:
+        run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source=str(tmp_path / "no-mmlu-here")))
+    assert time.monotonic() - start < 5
+    message = str(err.value)
+    assert "no-mmlu-here" in message and "dev/<subject>_dev.csv" in message and "cais/mmlu" in message
+
+
+def test_empty_folder_says_what_was_expected(tmp_path):
+    with pytest.raises(DataError, match="no MCQ files found"):
+        load_mcq(tmp_path)
+
+
+def test_hub_offline_fails_fast(tiny_llama, tiny_tokenizer, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(UserError) as err:
+        run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub"))
+    assert time.monotonic() - start < 5
+    assert "offline" in str(err.value) and "--mmlu PATH" in str(err.value)
+
+
+def test_too_few_dev_questions_for_the_shots(tmp_path, tiny_llama, tiny_tokenizer):
+    root = write_csv_layout(tmp_path / "m")
+    (root / "dev" / "beta_lore_dev.csv").write_text("Q?,a,b,c,d,A\n")
+    with pytest.raises(DataError, match=r"beta_lore.*1 dev question\(s\) but 5-shot"):
+        run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source=str(root)))
+
+
+# -- loading ------------------------------------------------------------------------------------------
+def test_csv_keeps_na_like_choices_as_text(mcq_dirs):
+    mcq = load_mcq(mcq_dirs["csv"])
+    assert mcq.subjects == list(SUBJECTS)
+    first = mcq.data["alpha_facts"]["dev"][0]
+    assert first.choices[1] == "None"
+    assert mcq.data["alpha_facts"]["dev"][1].choices[3] == "NA"
+    assert load_mcq(mcq_dirs["parquet"]).data == mcq.data == load_mcq(mcq_dirs["arrow"]).data
+
+
+def test_malformed_csv_names_file_and_row(tmp_path):
+    root = write_csv_layout(tmp_path / "m")
+    bad = root / "test" / "beta_lore_test.csv"
+    bad.write_text("Q1?,a,b,c,d,B\nQ2?,a,b,c,d,E\n")
+    with pytest.raises(DataError) as err:
+        load_mcq(root)
+    assert str(bad) in str(err.value) and "line 2" in str(err.value) and "A, B, C, D" in str(err.value)
+    bad.write_text("Q1?,a,b,c,B\n")
+    with pytest.raises(DataError, match="expected 6 columns"):
+        load_mcq(root)
+
+
+def test_hub_all_config_is_split_by_subject(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "mmlu" / "all"
+    folder.mkdir(parents=True)
+    for split in ("dev", "test"):
+        rows = [(s, q, c, a) for s in SUBJECTS for q, c, a in FIXTURE[s][split]]
+        pq.write_table(pa.table({"question": [r[1] for r in rows], "subject": [r[0] for r in rows],
+                                 "choices": [r[2] for r in rows], "answer": [r[3] for r in rows]}),
+                       folder / f"{split}-00000-of-00001.parquet")
+    assert load_mcq(tmp_path / "mmlu").data == load_mcq(write_csv_layout(tmp_path / "csv")).data
+
+
+# -- subject selection --------------------------------------------------------------------------------
+def test_resolve_subjects_groups_and_typos():
+    mmlu = list(MMLU_SUBJECT_CATEGORIES)
+    stem = resolve_subjects(mmlu, "stem")
+    assert "anatomy" in stem and "philosophy" not in stem and len(stem) == 19
+    assert resolve_subjects(mmlu, ["philosophy", "humanities"]) == resolve_subjects(mmlu, "humanities")
+    assert resolve_subjects(SUBJECTS, None) == list(SUBJECTS)
+    with pytest.raises(UserError, match="did you mean anatomy"):
+        resolve_subjects(mmlu, "anatomyy")
+    with pytest.raises(UserError, match="groups apply to the 57 MMLU subjects"):
+        resolve_subjects(SUBJECTS, "stem")
+
+
+# -- floor and CLI helpers ----------------------------------------------------------------------------
+def test_mmlu_floor_check():
+    assert mmlu_floor_check(0.40, absolute=0.371) == {"mmlu_floor": 0.371, "mmlu_floor_rule": "absolute",
+                                                      "mmlu_floor_passed": True}
+    assert mmlu_floor_check(0.3709, absolute=0.371)["mmlu_floor_passed"] is False
+    assert mmlu_floor_check(0.371, absolute=0.371)["mmlu_floor_passed"] is True
+    rel = mmlu_floor_check(0.37, reference=0.4947)
+    assert rel["mmlu_floor"] == pytest.approx(0.371025) and rel["mmlu_floor_passed"] is False
+    assert mmlu_floor_check(0.30, relative=0.5, reference=0.5)["mmlu_floor_passed"] is True
+    assert mmlu_floor_check(None, absolute=0.371)["mmlu_floor_passed"] is None
+    with pytest.raises(ValueError):
+        mmlu_floor_check(0.5)
+
+
+def test_specs_from_args():
+    parser = argparse.ArgumentParser()
+    add_mcq_arguments(parser)
+    mmlu, utility = specs_from_args(parser.parse_args(
+        ["--mmlu", "/data/mmlu", "--utility", "/w/utility", "--mmlu-protocol", "lm-eval",
+         "--mmlu-subjects", "stem", "--mmlu-limit", "20"]))
+    assert mmlu == MCQSpec(source="/data/mmlu", protocol="lm-eval", subjects="stem", limit=20)
+    assert utility == MCQSpec(source="/w/utility", protocol="lm-eval", metric_name="utility")
+    assert specs_from_args(parser.parse_args([])) == (None, None)
+    with pytest.raises(UserError, match="positive"):
+        specs_from_args(parser.parse_args(["--mmlu", "x", "--mmlu-limit", "0"]))
