@@ -91,7 +91,7 @@ def check_lora_ranks(ranks: dict[str, int], how: str) -> None:
 
 
 def merge_lora_adapters(base_model: Any, adapter_dirs: Sequence[str], settings: MergeSettings,
-                        adapter_name: str = "merged"):
+                        adapter_name: str = "default"):
     """Load each adapter onto ``base_model`` and combine them with peft's ``add_weighted_adapter``.
 
     Returns the ``PeftModel`` with only the merged adapter left and active.

@@ -16,7 +16,7 @@ from .base import LossMethod
 class SimNPO(LossMethod):
     """Reference-free, length-normalised NPO with margin γ (+ λ · retain NLL)."""
 
-    def __init__(self, beta: float = 2.5, gamma: float = 0.0, retain_weight: float = 1.0, **training):
+    def __init__(self, beta: float = 2.5, gamma: float = 0.0, retain_weight: float = 0.1375, **training):
         super().__init__(**training)
         self.beta = beta
         self.gamma = gamma

@@ -43,7 +43,7 @@ def merge_table(run_dirs: Iterable[str | Path]):
     rows = []
     for run in _runs(run_dirs):
         res = read_result(run)
-        merge = res.settings.get("merge") or res.method.params.get("merge") or {}
+        merge = res.method.params if res.method.name == "merge" else {}
         row = {"run": run.name, "label": res.label, "method": res.method.name,
                "how": merge.get("how", ""), "density": merge.get("density"),
                "weights": " ".join(str(w) for w in merge.get("weights", []) or [])}
@@ -271,7 +271,7 @@ def load_snapshot(run_dir: str | Path, step: int) -> dict:
 def pick_mid(steps: Sequence[int], mid: int | None) -> tuple[int, int, int]:
     if len(steps) < 3:
         raise ValueError(f"need at least three parameter snapshots (start, intermediate, end); found steps {list(steps)}. "
-                         "Train with snapshot steps configured (e.g. --set snapshot_steps=[0,20,40]).")
+                         "Train with snapshot steps configured (e.g. --set save_param_snapshots_at=[0,20,40]).")
     start, end = steps[0], steps[-1]
     if mid is None:
         mid = min(steps[1:-1], key=lambda s: abs(s - (start + end) / 2))

@@ -22,6 +22,9 @@ COMMAND_MODULES = (
     "harness.commands.catalog",  # methods, metrics, schema
     "harness.commands.score",  # score RUN_DIR (metrics from per-sample files)
     "harness.commands.evaluate",  # evaluate --model --data --out
+    "harness.commands.unlearn",  # unlearn --method --model --data --out; run CONFIG
+    "harness.commands.merge",  # merge RUN_A RUN_B ... --how ties --out RUN_DIR
+    "harness.commands.analyze",  # analyze merges|density|curves|angles
     "harness.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
 )
 

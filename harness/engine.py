@@ -414,9 +414,11 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
                     if want_stats:
                         p = row.exp()
                         mu = (p * row).sum(-1)
-                        var = (p * row.square()).sum(-1) - mu.square()
+                        # sum p (log p - mu)^2 rather than E[log p^2] - mu^2: no cancellation when the
+                        # distribution is nearly flat and sigma is small.
+                        var = (p * (row - mu[:, None]).square()).sum(-1)
                         out["mu"] = mu.cpu()
-                        out["sigma"] = var.clamp(min=0).sqrt().cpu()
+                        out["sigma"] = var.sqrt().cpu()
                     results[i] = out
                     del row
                 del logits

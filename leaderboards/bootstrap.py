@@ -34,7 +34,7 @@ import numpy as np
 from harness.data import DataError
 from harness.records import MIA_FILE, SAMPLES_FILE
 
-from .build import Entry, Leaderboard
+from .build import Leaderboard
 from .collect import LoadedRecord
 
 log = logging.getLogger("unlearnbench.leaderboard")
@@ -262,5 +262,6 @@ def add_intervals(lb: Leaderboard, replicates: int, seed: int = 0, progress: boo
         + (f"; {' and '.join(fixed)} held fixed (no per-question records)" if fixed else "")
         + ". Rank stability: the fraction of replicates in which a ranked entry keeps its rank.")
     if problems:
+        log.warning("bootstrap: no intervals for %d run(s): %s", len(set(problems)), "; ".join(sorted(set(problems))))
         lb.notes.append("No intervals for: " + "; ".join(sorted(set(problems))) + ".")
     return lb

@@ -70,7 +70,7 @@ def plot_components(lb: Leaderboard, path: Path) -> Optional[Path]:
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("score (higher is better)")
     ax.set_title(f"{lb.board.title}: components of {lb.board.score}", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return _save(fig, path)
 
 
@@ -111,17 +111,17 @@ def plot_mia_auc(lb: Leaderboard, path: Path) -> Optional[Path]:
         return None
     import numpy as np
 
-    fig = _new_figure(7, 1.2 + 0.35 * len(entries))
+    fig = _new_figure(7, 1.5 + 0.35 * len(entries))
     ax = fig.add_subplot()
     y = np.arange(len(entries))
     err = np.array([_error(e, "mia_auc") for e in entries]).T
     ax.errorbar([e.values["mia_auc"] for e in entries], y, xerr=err, fmt="o", capsize=3)
-    ax.axvline(0.5, color="green", linestyle="--", label="ideal 0.5 (members indistinguishable)")
+    ax.axvline(0.5, color="green", linestyle="--")
     ax.set_yticks(y, [_name(e) for e in entries])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("MIA AUC (loss attack): > 0.5 under-unlearned, < 0.5 over-unlearned")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("MIA AUC (bars: 95% bootstrap interval, else the seeds' std); dashed: the ideal 0.5", fontsize=9)
     return _save(fig, path)
 
 

@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import json
+import re
 from pathlib import Path
 from string import Template
 from typing import Optional, Sequence
@@ -194,7 +195,11 @@ def _html_table(lb: Leaderboard, entries: Sequence[Entry], table_id: str, exclud
         for c in board.columns:
             value = e.values.get(c.metric)
             raw = "" if value is None else repr(float(value))
-            tds.append(f'<td data-value="{raw}">{esc(_cell(e, c.metric, d))}</td>')
+            text = esc(_cell(e, c.metric, d, with_ci=False))
+            if c.metric in e.ci:
+                low, high = e.ci[c.metric]
+                text += f' <span class="ci">[{fmt(low, d)}, {fmt(high, d)}]</span>'
+            tds.append(f'<td data-value="{raw}">{text}</td>')
         if show_stability:
             raw = "" if e.rank_stability is None else repr(e.rank_stability)
             tds.append(f'<td data-value="{raw}">{fmt(e.rank_stability, d)}</td>')
@@ -212,7 +217,8 @@ def to_html(lb: Leaderboard) -> str:
     parts = [f"<h1>{esc(board.title)}</h1>"]
     if board.description:
         parts.append(f"<p>{esc(board.description)}</p>")
-    parts.append(f'<p class="summary">Board <code>{esc(board.name)}</code>: {esc(board_summary(lb))}. '
+    summary = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(board_summary(lb)))
+    parts.append(f'<p class="summary">Board <code>{esc(board.name)}</code>: {summary}. '
                  "Click a column header to sort (best first; click again to reverse).</p>")
     parts.append(_html_table(lb, lb.ranked, "ranked", excluded=False) if lb.ranked
                  else "<p>No entry passes the floor.</p>")

@@ -34,7 +34,7 @@ def test_every_peft_combination_type_merges_lora_runs(factory, tmp_path, how):
     a = _adapter(factory, tmp_path, "a", 4, 1)
     b = _adapter(factory, tmp_path, "b", 4, 2)
     merged = merge_lora_adapters(factory(), [a, b], MergeSettings(how=how, density=0.5, seed=3))
-    assert list(merged.peft_config) == ["merged"]
+    assert list(merged.peft_config) == ["default"]
     ids = torch.tensor([[0, 5, 9, 12]])
     out = _logits(merged, ids)
     assert torch.isfinite(out).all()
@@ -60,7 +60,7 @@ def test_unequal_ranks_are_refused_only_where_peft_needs_equal_ranks(factory, tm
             merge_lora_adapters(factory(), [a, b], MergeSettings(how=how))
         assert "r=4" in str(err.value) and "r=8" in str(err.value) and "ties_svd" in str(err.value)
     merged = merge_lora_adapters(factory(), [a, b], MergeSettings(how="cat"))
-    assert merged.peft_config["merged"].r == 12
+    assert merged.peft_config["default"].r == 12
 
 
 def test_task_vector_merges(factory):
