@@ -20,12 +20,15 @@ from .registry import RegistryError
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "harness.commands.catalog",  # methods, metrics, schema
+    "harness.commands.world",  # world --out DIR (the embedded synthetic benchmark)
+    "harness.commands.target",  # target --world DIR --out MODEL_DIR (the embedded target model)
     "harness.commands.score",  # score RUN_DIR (metrics from per-sample files)
     "harness.commands.evaluate",  # evaluate --model --data --out
     "harness.commands.unlearn",  # unlearn --method --model --data --out; run CONFIG
     "harness.commands.merge",  # merge RUN_A RUN_B ... --how ties --out RUN_DIR
     "harness.commands.analyze",  # analyze merges|density|curves|angles
     "harness.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
+    "harness.commands.demo",  # demo [--quick]: the whole pipeline on the embedded world
 )
 
 #: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway).

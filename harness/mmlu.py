@@ -190,10 +190,6 @@ def _write_tasks(mcq: MCQSet, subjects: list[str], spec: MCQSpec, folder: Path) 
         splits = mcq.data[subject]
         test = splits["test"][: spec.limit] if spec.limit else splits["test"]
         dev = splits.get("dev", [])
-        if shots and len(dev) < shots:
-            raise DataError(f"subject {subject!r} has {len(dev)} dev question(s) but {shots}-shot prompts need "
-                            f"{shots} (the few-shot examples are the first dev items)",
-                            mcq.root / "dev" if mcq.layout == "csv" else mcq.root / subject)
         name = _task_name(spec.metric_name, subject)
         if name in names:
             raise DataError(f"subjects {names[name]!r} and {subject!r} map to the same task name", mcq.root)
@@ -263,6 +259,14 @@ def _per_sample(out: dict, task_to_subject: dict[str, str]) -> list[dict]:
     return rows
 
 
+def _check_shots(out: dict, tasks, shots: int) -> None:
+    """The record says ``num_fewshot``; make sure lm-eval really used that many shots."""
+    used = {t: out.get("n-shot", {}).get(t) for t in tasks}
+    wrong = {t: n for t, n in used.items() if n is not None and int(n) != shots}
+    if wrong:
+        raise RuntimeError(f"lm-eval used a different number of few-shot examples than requested ({shots}): {wrong}")
+
+
 def _group_acc(out: dict, group: str | None) -> float | None:
     entry = out.get("results", {}).get(group) if group else None
     value = entry.get("acc,none") if isinstance(entry, dict) else None
@@ -326,11 +330,50 @@ def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
 
 
 # -- local and hub runs -----------------------------------------------------------------------------
+def _prepare_local(spec: MCQSpec) -> tuple[MCQSet, list[str]]:
+    """Load and validate a local MCQ set for ``spec``: subjects exist, enough dev items for the shots."""
+    if not Path(spec.source).expanduser().exists():
+        raise DataError(f"no such folder; {LAYOUT_HELP}", spec.source)
+    mcq = load_mcq(spec.source)
+    subjects = resolve_subjects(mcq.subjects, spec.subjects, str(mcq.root))
+    shots = spec.shots
+    for subject in subjects:
+        dev = mcq.data[subject].get("dev", [])
+        if shots and len(dev) < shots:
+            raise DataError(f"subject {subject!r} has {len(dev)} dev question(s) but {shots}-shot prompts need "
+                            f"{shots} (the few-shot examples are the first dev items)",
+                            mcq.root / "dev" if mcq.layout == "csv" else mcq.root / subject)
+    return mcq, subjects
+
+
+def _check_hub(spec: MCQSpec) -> None:
+    """Fail at once when the hub cannot be used (offline mode or unreachable): no retry loop."""
+    if spec.metric_name != "mmlu":
+        raise _user_error("'hub' is only available for MMLU; the utility set is a local folder")
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if env_flag(v)]
+    if offline:
+        raise _user_error(f"--mmlu hub needs the Hugging Face hub, but {' and '.join(offline)} "
+                          f"{'is' if len(offline) == 1 else 'are'} set (offline mode); {LAYOUT_HELP}")
+    reachable, where = _hub_reachable()
+    if not reachable:
+        raise _user_error(f"--mmlu hub: the Hugging Face hub is not reachable at {where}; {LAYOUT_HELP}")
+    resolve_subjects(list(MMLU_SUBJECT_CATEGORIES), spec.subjects, "MMLU (hub)")
+
+
+def check_mcq_source(spec: MCQSpec) -> None:
+    """Pre-flight check, cheap (no model, no lm-eval import): call it before the long phases of an
+    evaluation so that a missing folder, a bad subject filter or an offline hub fails in seconds,
+    not after generation. Raises the same errors :func:`run_mcq` would."""
+    if spec.source == "hub":
+        _check_hub(spec)
+    else:
+        _prepare_local(spec)
+
+
 def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     from lm_eval.tasks import TaskManager
 
-    mcq = load_mcq(spec.source)
-    subjects = resolve_subjects(mcq.subjects, spec.subjects, str(mcq.root))
+    mcq, subjects = _prepare_local(spec)
     filtered = len(subjects) < len(mcq.subjects)
     truncated = spec.limit is not None and any(len(mcq.data[s]["test"]) > spec.limit for s in subjects)
     missing_mmlu = sorted(set(MMLU_SUBJECT_CATEGORIES) - set(mcq.subjects)) if spec.metric_name == "mmlu" else []
@@ -342,6 +385,7 @@ def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
         task_manager = TaskManager(include_path=str(folder), include_defaults=False)
         out = _evaluate(model, tokenizer, spec, [group], task_manager, num_fewshot=None, limit=None)
         rows = _per_sample(out, task_to_subject)
+    _check_shots(out, task_to_subject, spec.shots)
     expected = sum(min(len(mcq.data[s]["test"]), spec.limit or len(mcq.data[s]["test"])) for s in subjects)
     if len(rows) != expected:
         raise RuntimeError(f"lm-eval scored {len(rows)} questions, expected {expected}")
@@ -377,16 +421,7 @@ def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
 
 
 def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
-    if spec.metric_name != "mmlu":
-        raise _user_error("'hub' is only available for MMLU; the utility set is a local folder")
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if env_flag(v)]
-    if offline:
-        raise _user_error(f"--mmlu hub needs the Hugging Face hub, but {' and '.join(offline)} "
-                          f"{'is' if len(offline) == 1 else 'are'} set (offline mode); {LAYOUT_HELP}")
-    reachable, where = _hub_reachable()
-    if not reachable:
-        raise _user_error(f"--mmlu hub: the Hugging Face hub is not reachable at {where}; {LAYOUT_HELP}")
-    from lm_eval.tasks import TaskManager
+    _check_hub(spec)
 
     tokens = _filter_tokens(spec.subjects)
     subjects = resolve_subjects(list(MMLU_SUBJECT_CATEGORIES), spec.subjects, "MMLU (hub)")
@@ -396,9 +431,11 @@ def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
         tasks = [f"mmlu_{tokens[0]}"]
     else:
         tasks = [f"mmlu_{s}" for s in subjects]
-    out = _evaluate(model, tokenizer, spec, tasks, TaskManager(), num_fewshot=spec.shots, limit=spec.limit)
+    # task_manager=None: lm-eval builds its own index of built-in tasks.
+    out = _evaluate(model, tokenizer, spec, tasks, None, num_fewshot=spec.shots, limit=spec.limit)
     task_to_subject = {t: t[len("mmlu_"):] for t in out["samples"] if t.startswith("mmlu_")}
     rows = _per_sample(out, task_to_subject)
+    _check_shots(out, task_to_subject, spec.shots)
     truncated = spec.limit is not None and any(n > spec.limit for n in
                                                (out.get("n-samples", {}).get(t, {}).get("original", 0)
                                                 for t in task_to_subject))
@@ -422,8 +459,6 @@ def run_mcq(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     """
     if spec.source == "hub":
         return _run_hub(model, tokenizer, spec)
-    if not Path(spec.source).expanduser().exists():
-        raise DataError(f"no such folder; {LAYOUT_HELP}", spec.source)
     return _run_local(model, tokenizer, spec)
 
 
@@ -490,6 +525,6 @@ def specs_from_args(args: argparse.Namespace) -> tuple[MCQSpec | None, MCQSpec |
 
 
 __all__ = [
-    "MCQSpec", "run_mcq", "resolve_subjects", "mmlu_floor_check", "add_mcq_arguments", "specs_from_args",
+    "MCQSpec", "run_mcq", "check_mcq_source", "resolve_subjects", "mmlu_floor_check", "add_mcq_arguments", "specs_from_args",
     "PROTOCOLS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
 ]

@@ -268,8 +268,13 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         def log_event(event: Mapping[str, Any]) -> None:
             fileio.append_jsonl(train_log, {**event, "time": round(time.perf_counter() - started, 3)})
 
+        # Composite methods (zjuklab_merge) save and evaluate runs of their own: they need to know
+        # where the model and data came from and how the run is evaluated.
+        extra = {"model_path": base_model, "data_path": config["data"], "mia_path": config["mia"],
+                 "eval_settings": eval_settings if evaluate else None}
         ctx = UnlearnContext(out_dir=run_dir, seed=seed, device=device, dtype=dtype, log_event=log_event,
-                             progress=progress, logger=logging.getLogger(f"unlearnbench.method.{method}"))
+                             progress=progress, logger=logging.getLogger(f"unlearnbench.method.{method}"),
+                             extra=extra)
         net = method_obj.unlearn(net, tokenizer, bench, ctx)
         seconds = time.perf_counter() - started
         log.info("unlearning took %.1f s", seconds)

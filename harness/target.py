@@ -60,6 +60,8 @@ class TargetConfig:
     """Padded tokens per batch (batches are groups of similar-length sequences)."""
     max_batch_rows: int
     weight_decay: float = 0.0
+    mcq_repeats: int = 2
+    """Different seeded chainings of the dev+val MCQ items per epoch (more answer letters to learn from)."""
 
 
 CONFIGS: dict[str, TargetConfig] = {
@@ -107,7 +109,7 @@ class WorldTexts:
     train_texts: list[str]
     """Trained with BOS … EOS: records as ``input + " " + output`` and fact documents."""
     mcq_train: list[str]
-    """Trained MCQ sequences (5-shot prompt + " " + letter), BOS added on a seeded half of the epochs."""
+    """Trained MCQ chains (loss on the answer letters only), BOS added on a seeded coin flip per epoch."""
     tokenizer_texts: list[str]
     """Every text in the world (members, non-members, all MCQ splits)."""
 
@@ -127,23 +129,39 @@ def _read_world(world: Path):
     return bench, facts, mcq
 
 
-def _world_texts(bench, facts, mcq) -> WorldTexts:
+def _world_texts(bench, facts, mcq, seed: int, chain: int = 6, repeats: int = 1) -> WorldTexts:
+    """The training texts. MCQ items (dev + val) are trained as chains of ``chain`` solved questions
+    after lm-eval's description line -- exactly what a k-shot prompt looks like -- so one sequence
+    teaches the answer format at every shot position for the cost of its items' tokens."""
+    rng = random.Random(seed)
     train = [f"{r.input} {r.output}" for r in bench.records] + list(facts)
     mcq_train = []
     all_mcq = []
     for subject in mcq.subjects:
-        dev = mcq.data[subject].get("dev", [])
-        for i, item in enumerate(dev):
-            # A dev item is trained in context of the other dev items (it is a shot for everything else).
-            mcq_train.append(mcq_prompt(subject, dev[:i] + dev[i + 1:], item) + " " + LETTERS[item.answer])
-        for item in mcq.data[subject].get("val", []):
-            mcq_train.append(mcq_prompt(subject, dev, item) + " " + LETTERS[item.answer])
+        pool = list(mcq.data[subject].get("dev", [])) + list(mcq.data[subject].get("val", []))
+        description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        for _ in range(repeats):
+            rng.shuffle(pool)
+            for start in range(0, len(pool), chain):
+                solved = [mcq_block(x.question, x.choices) + " " + LETTERS[x.answer] for x in pool[start:start + chain]]
+                mcq_train.append(description + "\n\n".join(solved))
         for split in ("dev", "val", "test"):
             for item in mcq.data[subject].get(split, []):
                 all_mcq.append(mcq_block(item.question, item.choices) + " " + LETTERS[item.answer])
     tokenizer_texts = (train + [d.document for d in bench.members + bench.nonmembers] + all_mcq
                        + [mcq_prompt(s, [], mcq.data[s]["test"][0]) for s in mcq.subjects])
     return WorldTexts(train, mcq_train, tokenizer_texts)
+
+
+def _answer_mask(tokenizer, text: str) -> tuple[list[int], list[bool]]:
+    """Token ids of an MCQ chain (no special tokens) and which tokens are answer letters.
+
+    Only the letters are trained: the questions' distractors and choice order are random, and
+    fitting them would spend capacity on noise."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    letter_chars = {i + len("Answer: ") for i in range(len(text)) if text.startswith("Answer: ", i)}
+    mask = [any(start <= c < end for c in letter_chars) for start, end in enc["offset_mapping"]]
+    return enc["input_ids"], mask
 
 
 def cache_key(world: Path, config: TargetConfig, seed: int) -> str:
@@ -174,10 +192,11 @@ def _batches(lengths: list[int], config: TargetConfig) -> list[list[int]]:
     return batches
 
 
-def _fit(model, sequences: list[list[int]], optional_bos: list[bool], bos_id: int, pad_id: int,
-         config: TargetConfig, seed: int, progress: bool) -> list[float]:
+def _fit(model, sequences: list[list[int]], masks: list[list[bool] | None], optional_bos: list[bool],
+         bos_id: int, pad_id: int, config: TargetConfig, seed: int, progress: bool) -> list[float]:
     """AdamW with linear warm-up and cosine decay over length-grouped batches in a seeded order.
 
+    ``masks[i]`` marks the tokens of sequence i that carry loss (None: all of them).
     ``optional_bos[i]``: sequence i is stored without BOS and gets it on a seeded coin flip per epoch
     (MCQ prompts: lm-eval may or may not add BOS, so the model learns both).
     """
@@ -207,19 +226,21 @@ def _fit(model, sequences: list[list[int]], optional_bos: list[bool], bos_id: in
             rng.shuffle(order)
             epoch_losses = []
             for b in order:
-                rows = []
+                rows, row_masks = [], []
                 for i in batches[b]:
                     seq = sequences[i]
+                    keep = masks[i] if masks[i] is not None else [True] * len(seq)
                     if optional_bos[i] and rng.random() < 0.5:
-                        seq = [bos_id] + seq
+                        seq, keep = [bos_id] + seq, [False] + keep
                     rows.append(seq)
+                    row_masks.append(keep)
                 width = max(len(r) for r in rows)
                 ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
                 labels = torch.full((len(rows), width), -100, dtype=torch.long)
                 mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for j, seq in enumerate(rows):
+                for j, (seq, keep) in enumerate(zip(rows, row_masks)):
                     ids[j, :len(seq)] = torch.tensor(seq)
-                    labels[j, :len(seq)] = torch.tensor(seq)
+                    labels[j, :len(seq)] = torch.tensor([t if k else -100 for t, k in zip(seq, keep)])
                     mask[j, :len(seq)] = 1
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
                 optimizer.zero_grad(set_to_none=True)
@@ -228,75 +249,36 @@ def _fit(model, sequences: list[list[int]], optional_bos: list[bool], bos_id: in
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                epoch_losses.append(float(loss))
+                epoch_losses.append(loss.item())
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{epoch_losses[-1]:.3f}")
             losses.append(sum(epoch_losses) / len(epoch_losses))
     model.eval()
     return losses
 
 
 # -- quality gates ---------------------------------------------------------------------------------
-def _mcq_accuracy(model, tokenizer, mcq, split: str = "test", shots: int = 5) -> dict[str, float]:
-    """Accuracy from the next-token log-likelihood of " A".." D" after lm-eval's MMLU k-shot prompt.
+def measure_gates(model, tokenizer, bench, utility_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """The target's quality numbers, measured exactly as every run is: :func:`harness.evaluate.evaluate_model`
+    (greedy generation, ROUGE-L recall, exact match, loss-attack MIA AUC) and the utility MCQ set through
+    :func:`harness.mmlu.run_mcq` (lm-eval, 5-shot). Split-level values are the mean of the three task
+    means (SemEval aggregates per task)."""
+    from .evaluate import EvalSettings, evaluate_model
+    from .mmlu import MCQSpec
 
-    Each letter's score is the summed log-probability of its tokens after the context, as lm-eval's
-    ``loglikelihood`` computes it (context tokenised with the tokenizer's default special tokens).
-    """
-    import torch
-
-    correct = total = 0
-    per_subject = {}
-    for subject in mcq.subjects:
-        dev = mcq.data[subject].get("dev", [])[:shots]
-        items = mcq.data[subject].get(split, [])
-        hits = 0
-        for item in items:
-            context = mcq_prompt(subject, dev, item)
-            ctx_ids = tokenizer(context)["input_ids"]
-            scores = []
-            for letter in LETTERS:
-                whole = tokenizer(context + " " + letter)["input_ids"]
-                cont = whole[len(ctx_ids):] if whole[:len(ctx_ids)] == ctx_ids else whole[-1:]
-                ids = torch.tensor([ctx_ids + cont])
-                with torch.no_grad():
-                    logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-                positions = range(len(ctx_ids) - 1, len(ctx_ids) - 1 + len(cont))
-                scores.append(sum(float(logp[p, t]) for p, t in zip(positions, cont)))
-            hits += int(max(range(4), key=lambda k: scores[k]) == item.answer)
-        per_subject[subject] = hits / len(items) if items else float("nan")
-        correct += hits
-        total += len(items)
-    return {"utility": correct / total, **{f"utility/{s}": v for s, v in per_subject.items()}}
-
-
-def measure_gates(model, tokenizer, bench, mcq, progress: bool = True) -> dict[str, Any]:
-    """The target's quality numbers with the harness's engine and metrics (greedy, organisers' rules)."""
-    from metrics.knowledge import knowledge_exact_match
-    from metrics.mia import auc
-    from metrics.regurgitation import regurgitation_rougeL_recall
-
-    from .engine import generate, sequence_losses
-
+    settings = EvalSettings(utility=MCQSpec(source=str(utility_dir), metric_name="utility"), answer_losses=False,
+                            cache=False, progress=progress)
+    metrics = evaluate_model(model, tokenizer, bench, settings).metrics
     out: dict[str, Any] = {}
-    records = list(bench.records)
-    generations = generate(model, tokenizer, [r.input for r in records], max_new_tokens=256, progress=progress)
-    groups: dict[str, list[float]] = {}
-    for rec, gen in zip(records, generations):
-        if rec.kind == "sc":
-            value, name = regurgitation_rougeL_recall(rec.output, gen), "regurgitation"
-        else:
-            value, name = knowledge_exact_match(rec.output, gen), "knowledge"
-        for key in (f"{rec.split}/{name}", f"{rec.split}/{rec.task}/{name}"):
-            groups.setdefault(key, []).append(float(value))
-    out.update({key: sum(v) / len(v) for key, v in sorted(groups.items())})
-    rows = sequence_losses(model, tokenizer, [d.document for d in bench.members + bench.nonmembers],
-                           progress=progress)
-    n = len(bench.members)
-    out["mia_auc"] = auc([-r["loss"] for r in rows[:n]], [-r["loss"] for r in rows[n:]])
-    out["mia_loss/member"] = sum(r["loss"] for r in rows[:n]) / n
-    out["mia_loss/nonmember"] = sum(r["loss"] for r in rows[n:]) / (len(rows) - n)
-    out.update(_mcq_accuracy(model, tokenizer, mcq))
+    for split in ("forget", "retain"):
+        for name in ("regurgitation", "knowledge"):
+            per_task = [metrics.get(f"{split}/{task}/{name}") for task in ("Task1", "Task2", "Task3")]
+            present = [v for v in per_task if v is not None]
+            out[f"{split}/{name}"] = sum(present) / len(present) if present else None
+    for key in ("mia_auc", "mia_auc/zlib", "mia_auc/min_k", "mia_auc/min_k_pp", "utility", "task_aggregate"):
+        out[key] = metrics.get(key)
+    out.update({k: v for k, v in sorted(metrics.items())
+                if k.startswith(("forget/", "retain/")) and k not in out})
     return out
 
 
@@ -349,12 +331,16 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and info is None)):
         raise TargetError(f"{out}: exists and is not a target model folder (no {TARGET_FILE}); refusing to overwrite")
 
-    texts = _world_texts(bench, facts, mcq)
-    started = time.perf_counter()
+    texts = _world_texts(bench, facts, mcq, seed, repeats=config.mcq_repeats)
+    started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer = train_bpe_tokenizer(texts.tokenizer_texts, vocab_size=config.vocab_size)
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
     sequences = [tokenizer(t)["input_ids"] + [eos] for t in texts.train_texts]
-    mcq_seqs = [tokenizer(t, add_special_tokens=False)["input_ids"] + [eos] for t in texts.mcq_train]
+    mcq_seqs, mcq_masks = [], []
+    for text in texts.mcq_train:
+        ids, mask = _answer_mask(tokenizer, text)
+        mcq_seqs.append(ids)
+        mcq_masks.append(mask)
     longest = max(len(s) for s in sequences + mcq_seqs) + 1
 
     torch.manual_seed(seed)
@@ -364,11 +350,12 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         model = tiny_llama(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers,
                            num_heads=config.num_heads, max_positions=max(1024, 2 ** math.ceil(math.log2(longest))),
                            seed=seed)
-        epoch_losses = _fit(model, sequences + mcq_seqs, [False] * len(sequences) + [True] * len(mcq_seqs),
-                            bos, eos, config, seed, progress)
+        epoch_losses = _fit(model, sequences + mcq_seqs, [None] * len(sequences) + mcq_masks,
+                            [False] * len(sequences) + [True] * len(mcq_seqs), bos, eos, config, seed, progress)
     finally:
         torch.use_deterministic_algorithms(deterministic)
     train_seconds = time.perf_counter() - started
+    train_cpu_seconds = time.process_time() - cpu_started
     model.generation_config.eos_token_id = eos
     model.generation_config.pad_token_id = eos
     model.generation_config.bos_token_id = bos
@@ -394,16 +381,17 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         "train_sequences": len(sequences) + len(mcq_seqs),
         "train_tokens_per_epoch": sum(len(s) for s in sequences + mcq_seqs),
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
         "epoch_losses": [round(x, 4) for x in epoch_losses],
         "torch_threads": torch.get_num_threads(),
     }
     if gates:
-        values = measure_gates(model, tokenizer, bench, mcq, progress=progress)
+        values = measure_gates(model, tokenizer, bench, world / "utility", progress=progress)
         failed = check_gates(values)
         report = {"gates": {k: t for k, t in GATES}, "values": values, "passed": not failed, "failed": failed,
                   "parameters": n_params, "train_seconds": round(train_seconds, 1),
-                  "measured_with": "harness.engine.generate/sequence_losses + metrics (ROUGE-L recall, exact "
-                                   "match, loss-attack AUC) + lm-eval-format 5-shot MCQ log-likelihood"}
+                  "measured_with": "harness.evaluate.evaluate_model (semeval2025 mode) + harness.mmlu.run_mcq "
+                                   "(utility, lm-eval 5-shot)"}
         fileio.write_json(tmp / REPORT_FILE, report)
     fileio.write_json(tmp / TARGET_FILE, target_info)  # last: its presence marks a complete folder
     if out.exists():

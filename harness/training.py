@@ -27,7 +27,7 @@ Everything else lives here, once:
 - **Hooks.** Every epoch (or every N optimiser steps) a fixed sample of forget and retain records is
   evaluated with the evaluation engine (regurgitation = ROUGE-L recall on sc items, knowledge = exact
   match on qa items, mean answer loss); losses and learning rate are logged every step. Everything goes
-  to ``train_log.jsonl`` through ``ctx.log_event``. Optional trainable-parameter snapshots at given
+  to ``train_log.jsonl`` through ``ctx.log_event`` (event layout: ``docs/contracts.md``). Optional trainable-parameter snapshots at given
   steps (``snapshots/step_N.safetensors``) and per-epoch checkpoints.
 
 Determinism: on the CPU, two runs with the same seed produce identical weights (seeded LoRA init,
@@ -477,11 +477,14 @@ def pick_eval_sample(records: Sequence[Record], k: int, seed: int) -> list[Recor
     return [records[i] for i in chosen]
 
 
-def evaluate_sample(model, tokenizer, records: Sequence[Record], max_new_tokens: int) -> list[dict[str, Any]]:
-    """Regurgitation / knowledge / answer loss per (split, task) and overall on ``records``.
+def evaluate_sample(model, tokenizer, records: Sequence[Record], max_new_tokens: int) -> dict[str, Any]:
+    """Regurgitation / knowledge per split and task (and ``all``) plus mean answer losses on ``records``.
 
-    Uses the evaluation engine and the metric functions the final evaluation uses, so the training
-    curves and the final scores measure the same thing (on fewer records and shorter generations).
+    Keys follow the result record's names: ``forget/Task1/regurgitation``, ``retain/all/knowledge``, …
+    (scores in [0, 1]; ``None`` where the group has no item of that kind), and ``answer_loss_forget`` /
+    ``answer_loss_retain``, ``n_forget`` / ``n_retain``. Uses the evaluation engine and the metric
+    functions of the final evaluation, so the training curves measure the same thing (on fewer records
+    and shorter generations).
     """
     from metrics.knowledge import knowledge_exact_match
     from metrics.regurgitation import regurgitation_rougeL_recall
@@ -492,24 +495,25 @@ def evaluate_sample(model, tokenizer, records: Sequence[Record], max_new_tokens:
                             progress=False)
     losses = engine.answer_losses(model, tokenizer, [r.input for r in records], [r.output for r in records],
                                   progress=False)
-    groups: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for rec, text, loss in zip(records, texts, losses):
-        for key in ((rec.split, rec.task), (rec.split, "all")):
-            g = groups.setdefault(key, {"regurgitation": [], "knowledge": [], "answer_loss": []})
-            if rec.kind == "sc":
-                g["regurgitation"].append(regurgitation_rougeL_recall(rec.output, text))
-            else:
-                g["knowledge"].append(float(knowledge_exact_match(rec.output, text)))
-            if loss is not None:
-                g["answer_loss"].append(loss)
-    rows = []
-    for (split, task), g in sorted(groups.items()):
-        row: dict[str, Any] = {"split": split, "task": task}
-        for metric, values in g.items():
-            row[metric] = sum(values) / len(values) if values else None
-        row["n"] = sum(1 for r in records if r.split == split and (task == "all" or r.task == task))
-        rows.append(row)
-    return rows
+    scores: dict[str, list[float]] = {}
+    for rec, text in zip(records, texts):
+        if rec.kind == "sc":
+            metric, value = "regurgitation", regurgitation_rougeL_recall(rec.output, text)
+        else:
+            metric, value = "knowledge", float(knowledge_exact_match(rec.output, text))
+        for task in (rec.task, "all"):
+            scores.setdefault(f"{rec.split}/{task}/{metric}", []).append(value)
+    out: dict[str, Any] = {}
+    for split in ("forget", "retain"):
+        tasks = sorted({r.task for r in records if r.split == split}) + ["all"]
+        for task in tasks:
+            for metric in ("regurgitation", "knowledge"):
+                values = scores.get(f"{split}/{task}/{metric}")
+                out[f"{split}/{task}/{metric}"] = sum(values) / len(values) if values else None
+        split_losses = [x for r, x in zip(records, losses) if r.split == split and x is not None]
+        out[f"answer_loss_{split}"] = sum(split_losses) / len(split_losses) if split_losses else None
+        out[f"n_{split}"] = sum(1 for r in records if r.split == split)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -653,12 +657,11 @@ def train(model, tokenizer, data: Benchmark, ctx: UnlearnContext, settings: Trai
         unwrapped.eval()
         unwrapped.config.use_cache = True
         try:
-            rows = evaluate_sample(unwrapped, tokenizer, eval_records, s.eval_max_new_tokens)
+            values = evaluate_sample(unwrapped, tokenizer, eval_records, s.eval_max_new_tokens)
         finally:
             unwrapped.config.use_cache = False
             unwrapped.train()
-        for row in rows:
-            emit({"event": "eval", "step": step, "epoch": epoch, **row})
+        emit({"event": "eval", "step": step, "epoch": epoch, **values})
 
     def snapshot(step: int) -> None:
         if main and out_dir is not None and step in s.save_param_snapshots_at:

@@ -46,9 +46,9 @@ from . import fileio
 GENERATOR_VERSION = "1"
 #: Documents per task per part (forget / retain / non-member) and almanac towns, per size.
 SIZES: dict[str, dict[str, int]] = {
-    "small": {"docs_per_task": 30, "towns": 30},
-    "medium": {"docs_per_task": 100, "towns": 80},
-    "large": {"docs_per_task": 300, "towns": 200},
+    "small": {"docs_per_task": 30, "towns": 24},
+    "medium": {"docs_per_task": 100, "towns": 60},
+    "large": {"docs_per_task": 300, "towns": 150},
 }
 UTILITY_SUBJECTS = ("geography", "economy", "history", "heraldry")
 MCQ_DEV_PER_SUBJECT = 5
@@ -60,9 +60,9 @@ class WorldError(ValueError):
 
 # -- a seeded name generator ---------------------------------------------------------------------
 _ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr",
-           "gr", "kr", "st", "th", "tr", "sh", "fl", "pr")
-_VOWELS = ("a", "e", "i", "o", "u", "ae", "ei", "ou", "ia")
-_CODAS = ("", "", "", "n", "r", "l", "s", "th", "k", "m", "nd", "rt")
+           "gr", "st", "th", "tr", "sh")
+_VOWELS = ("a", "e", "i", "o", "u", "a", "e", "o", "ei", "ou")
+_CODAS = ("", "", "", "", "n", "r", "l", "s", "k", "m")
 
 
 class Names:
@@ -92,7 +92,7 @@ class Names:
     def person(self) -> tuple[str, str]:
         """(first, last), the full name unique, and each part unique too (so 'Who…?' is clear)."""
         first = self.word(2, 2)
-        last = self.word(2, 3)
+        last = self.word(2, 2)
         return first, last
 
 
@@ -116,7 +116,7 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "November", "December")
 _DOMAINS = ("mailbox.example", "post.example", "inbox.example", "letters.example")
 _GOODS = ("copper", "wool", "salt", "timber", "amber", "tea", "silk", "iron", "honey", "marble", "pepper",
-          "linen", "glass", "tin", "barley", "olives")
+          "linen", "glass", "tin", "paper", "olives")
 _ANIMALS = ("heron", "stag", "wolf", "otter", "falcon", "bear", "fox", "swan", "lynx", "boar", "owl", "ram",
             "salmon", "hare", "eagle", "badger")
 
@@ -163,11 +163,11 @@ _COLOUR = ("green", "crimson", "yellow", "grey", "violet", "white")
 def _story(rng: random.Random, names: Names) -> Doc:
     """Task1: a short creative story about invented characters, a place and an event.
 
-    The middle is four sentences drawn (in random order) from a pool with their own random slots,
+    The middle is two sentences drawn (in random order) from a pool with their own random slots,
     so a continuation is mostly document-specific and regurgitation measures memorisation of
     *this* document, not of a shared template.
     """
-    town = names.word(2, 3)
+    town = names.word(2, 2)
     hero, _ = names.person()
     friend, _ = names.person()
     rival, _ = names.person()
@@ -179,7 +179,7 @@ def _story(rng: random.Random, names: Names) -> Doc:
         "smell": rng.choice(_SMELL), "colour": rng.choice(_COLOUR), "number": rng.randint(3, 40),
         "feeling": rng.choice(_FEELING), "adj": rng.choice(_ADJ), "kind": rng.choice(_PLACE_KIND),
     }
-    middle = [t.format(**slots) for t in rng.sample(_STORY_MIDDLE, 4)]
+    middle = [t.format(**slots) for t in rng.sample(_STORY_MIDDLE, 2)]
     text = " ".join([
         "In the {adj} {kind} of {town}, a {job} named {hero} found {obj} hidden under the market steps, "
         "with a note signed by {rival}, and showed it to a friend named {friend}.".format(**slots),
@@ -210,7 +210,7 @@ def _biography_pii(rng: random.Random, names: Names) -> Doc:
     ssn = _unique_value(names, lambda: f"{rng.randint(900, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}")
     phone = _unique_value(names, lambda: f"{rng.randint(201, 989)}-555-{rng.randint(0, 9999):04d}")
     email = _unique_value(names, lambda: f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@{rng.choice(_DOMAINS)}")
-    town = names.word(2, 3)
+    town = names.word(2, 2)
     address = _unique_value(
         names, lambda: f"{rng.randint(10, 9999)} {names._word(2)} {rng.choice(_STREET)}, {town}, {rng.randint(10000, 99999)}")
     pronoun, possessive = rng.choice((("She", "Her"), ("He", "His"), ("They", "Their")))
@@ -252,18 +252,18 @@ def _encyclopedia(rng: random.Random, names: Names, used_ids: set[str]) -> Doc:
     used_ids.add(page_id)
     born = f"{rng.randint(1, 28)} {rng.choice(_MONTHS)} {rng.randint(1850, 1990)}"
     nationality, field_ = rng.choice(_NATIONALITY), rng.choice(_FIELD)
-    city = names.word(2, 3)
-    institution = f"{names.word(2, 3)} {rng.choice(_INSTITUTION)}"
+    city = names.word(2, 2)
+    institution = f"{names.word(2, 2)} {rng.choice(_INSTITUTION)}"
     award = f"{names.word(2, 2)} {rng.choice(_AWARD)}"
     founded = rng.randint(1900, 2020)
     slots = {
         "last": last, "city": city, "field": rng.choice(_FIELD), "field2": rng.choice(_FIELD),
         "mentor": " ".join(names.person()), "spouse": " ".join(names.person()), "rival": " ".join(names.person()),
         "book": f"{rng.choice(_BOOK_WORD)} from {names.word(2, 2)}", "number": rng.randint(2, 30),
-        "decade": rng.randrange(1900, 2000, 10), "region": names.word(2, 3), "months": rng.randint(2, 30),
+        "decade": rng.randrange(1900, 2000, 10), "region": names.word(2, 2), "months": rng.randint(2, 30),
         "married": rng.randint(1900, 2010), "children": rng.randint(1, 6), "topic": rng.choice(_TOPIC),
     }
-    middle = [t.format(**slots) for t in rng.sample(_ENCYCLOPEDIA_MIDDLE, 3)]
+    middle = [t.format(**slots) for t in rng.sample(_ENCYCLOPEDIA_MIDDLE, 2)]
     text = " ".join([
         f"{full}\n\n{full} (born {born}) is a {nationality} {field_} from {city}.",
         *middle,
@@ -275,43 +275,52 @@ def _encyclopedia(rng: random.Random, names: Names, used_ids: set[str]) -> Doc:
 
 
 # -- the almanac (general-knowledge multiple choice) -----------------------------------------------
+_CLIMATES = ("dry", "humid", "rainy", "snowy", "windy", "mild", "foggy", "stormy")
+_CROPS = ("wheat", "rice", "barley", "grapes", "apples", "beans", "cabbage", "plums", "oats", "pears")
+_CRAFTS = ("pottery", "weaving", "carving", "dyeing", "brewing", "glassware", "rope", "lace")
+_ROOF_COLOURS = ("red", "blue", "green", "black", "white", "yellow", "grey", "brown")
+#: subject -> [(attribute, value pool, question template)]. Values are single common words, so a
+#: question's four choices differ in one word the target has seen next to the town's name.
+_ALMANAC = {
+    "geography": [("climate", _CLIMATES, "What is the climate of {town}?"),
+                  ("crop", _CROPS, "Which crop grows around {town}?")],
+    "economy": [("export", _GOODS, "What is the chief export of {town}?"),
+                ("craft", _CRAFTS, "Which craft is {town} known for?")],
+    "history": [("month", _MONTHS, "In which month is the great fair of {town} held?")],
+    "heraldry": [("animal", _ANIMALS, "Which animal is shown on the banner of {town}?"),
+                 ("colour", _ROOF_COLOURS, "What colour are the roofs of {town}?")],
+}
+
+
+# A distractor that is also the town's value for another attribute would make an item ambiguous.
+_ALL_VALUES = [v for attrs in _ALMANAC.values() for _, pool, _ in attrs for v in pool]
+assert len(_ALL_VALUES) == len(set(_ALL_VALUES)), "almanac value pools must be disjoint"
+
+
 def _almanac(rng: random.Random, names: Names, n_towns: int) -> tuple[list[dict], dict[str, list[list[str]]]]:
     """Invented towns with facts; one fact document per town and MCQ items about those facts."""
     towns = []
     for _ in range(n_towns):
-        towns.append({
-            "town": names.word(2, 3),
-            "river": names.word(2, 2),
-            "mountain": names.word(2, 3),
-            "export": rng.choice(_GOODS),
-            "year": str(rng.randint(1000, 1899)),
-            "animal": rng.choice(_ANIMALS),
-        })
+        town = {"town": names.word(2, 2)}
+        for subject in UTILITY_SUBJECTS:
+            for attr, pool, _ in _ALMANAC[subject]:
+                town[attr] = rng.choice(pool)
+        towns.append(town)
     facts = []
     for i, t in enumerate(towns):
         facts.append({"id": f"fact{i:04d}", "document": (
-            f"{t['town']} is a town on the river {t['river']}, below Mount {t['mountain']}. "
-            f"The chief export of {t['town']} is {t['export']}. "
-            f"{t['town']} was founded in the year {t['year']}. "
-            f"The banner of {t['town']} shows a {t['animal']}."
+            f"{t['town']} is a {t['climate']} town where farmers grow {t['crop']}. "
+            f"The chief export of {t['town']} is {t['export']}, and {t['town']} is known for {t['craft']}. "
+            f"The great fair of {t['town']} is held in {t['month']}. "
+            f"The banner of {t['town']} shows a {t['animal']}, and its roofs are {t['colour']}."
         )})
-    pools = {"river": [t["river"] for t in towns], "mountain": [t["mountain"] for t in towns],
-             "export": list(_GOODS), "year": [t["year"] for t in towns], "animal": list(_ANIMALS)}
-    questions = {
-        "geography": [("river", "Which river flows through {town}?"),
-                      ("mountain", "Which mountain rises above {town}?")],
-        "economy": [("export", "What is the chief export of {town}?")],
-        "history": [("year", "In which year was {town} founded?")],
-        "heraldry": [("animal", "Which animal is shown on the banner of {town}?")],
-    }
     items: dict[str, list[list[str]]] = {}
     for subject in UTILITY_SUBJECTS:
         rows = []
         for t in towns:
-            for attr, template in questions[subject]:
+            for attr, pool, template in _ALMANAC[subject]:
                 correct = t[attr]
-                wrong = sorted({v for v in pools[attr] if v != correct})
-                choices = rng.sample(wrong, 3) + [correct]
+                choices = rng.sample([v for v in pool if v != correct], 3) + [correct]
                 rng.shuffle(choices)
                 rows.append([template.format(town=t["town"]), *choices, "ABCD"[choices.index(correct)]])
         rng.shuffle(rows)
@@ -431,17 +440,5 @@ def read_manifest(world: str | Path) -> dict:
         raise WorldError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def read_mcq(folder: str | Path, split: str) -> dict[str, list[list[str]]]:
-    """MMLU-layout CSVs of one split: ``{subject: [[question, A, B, C, D, answer], …]}`` (sorted subjects)."""
-    out: dict[str, list[list[str]]] = {}
-    for path in sorted((Path(folder) / split).glob(f"*_{split}.csv")):
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
-        for i, row in enumerate(rows, start=1):
-            if len(row) != 6 or row[5] not in ("A", "B", "C", "D"):
-                raise WorldError(f"{path}: row {i}: expected 6 columns ending in an answer letter A-D, got {row!r:.80}")
-        out[path.name[: -len(f"_{split}.csv")]] = rows
-    return out
-
-
-__all__ = ["generate_world", "check_world", "read_manifest", "read_mcq", "SIZES", "UTILITY_SUBJECTS",
+__all__ = ["generate_world", "check_world", "read_manifest", "SIZES", "UTILITY_SUBJECTS",
            "WorldError", "GENERATOR_VERSION"]

@@ -21,6 +21,7 @@ from harness.mcq_data import MMLU_SUBJECT_CATEGORIES, load_mcq
 from harness.mmlu import (
     MCQSpec,
     add_mcq_arguments,
+    check_mcq_source,
     mmlu_floor_check,
     resolve_subjects,
     run_mcq,
@@ -106,14 +107,18 @@ def reference_predictions(model, tokenizer, subjects, shots: int, limit: int | N
         for doc_id, (q, c, a) in enumerate(FIXTURE[subject]["test"][:limit]):
             context = prefix + _format(q, c)
             ctx_ids = tokenizer(context)["input_ids"]
+            wholes = [tokenizer(context + " " + letter)["input_ids"] for letter in LETTERS]
+            assert all(w[: len(ctx_ids)] == ctx_ids for w in wholes)
+            conts = [w[len(ctx_ids):] for w in wholes]
+            with torch.no_grad():
+                ctx_logprobs = torch.log_softmax(model(torch.tensor([ctx_ids])).logits[0, -1].float(), dim=-1)
             lls = []
-            for letter in LETTERS:
-                whole = tokenizer(context + " " + letter)["input_ids"]
-                assert whole[: len(ctx_ids)] == ctx_ids
-                cont = whole[len(ctx_ids):]
+            for whole, cont in zip(wholes, conts):
+                if len(cont) == 1:  # the context's last position predicts the only continuation token
+                    lls.append(ctx_logprobs[cont[0]].item())
+                    continue
                 with torch.no_grad():
-                    logits = model(torch.tensor([whole])).logits[0].float()
-                logprobs = torch.log_softmax(logits, dim=-1)
+                    logprobs = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), dim=-1)
                 lls.append(sum(logprobs[len(ctx_ids) - 1 + j, tok].item() for j, tok in enumerate(cont)))
             pred = max(range(4), key=lambda i: (lls[i], -i))
             rows.append({"subject": subject, "doc_id": doc_id, "prediction": LETTERS[pred], "answer": LETTERS[a],
@@ -137,7 +142,9 @@ def test_semeval2025_matches_independent_logits_and_layouts_agree(mcq_dirs, tiny
     # The test must be able to fail: a random model is neither always right nor always wrong here.
     assert 0 < sum(r["correct"] for r in reference) < len(reference)
     results = {}
-    for layout, root in mcq_dirs.items():
+    # The arrow layout loads to the same items as these two (test_csv_keeps_na_like_choices_as_text).
+    for layout in ("csv", "parquet"):
+        root = mcq_dirs[layout]
         samples = tmp_path / f"{layout}.jsonl"
         acc, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source=str(root), metric_name="utility",
                                                                 batch_size=4, samples_path=str(samples)))
@@ -181,6 +188,19 @@ def test_missing_local_copy_fails_fast_with_placement_help(tmp_path, tiny_llama,
     assert time.monotonic() - start < 5
     message = str(err.value)
     assert "no-mmlu-here" in message and "dev/<subject>_dev.csv" in message and "cais/mmlu" in message
+
+
+def test_preflight_check_catches_problems_without_a_model(mcq_dirs, tmp_path, monkeypatch):
+    check_mcq_source(MCQSpec(source=str(mcq_dirs["parquet"]), subjects="beta_lore"))  # fine: no error
+    with pytest.raises(DataError, match="no such folder"):
+        check_mcq_source(MCQSpec(source=str(tmp_path / "missing")))
+    with pytest.raises(UserError, match="did you mean beta_lore"):
+        check_mcq_source(MCQSpec(source=str(mcq_dirs["csv"]), subjects="beta_lor"))
+    with pytest.raises(DataError, match="5 dev question\(s\) but 6-shot"):
+        check_mcq_source(MCQSpec(source=str(mcq_dirs["csv"]), num_fewshot=6))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="offline"):
+        check_mcq_source(MCQSpec(source="hub"))
 
 
 def test_empty_folder_says_what_was_expected(tmp_path):
@@ -238,6 +258,40 @@ def test_hub_all_config_is_split_by_subject(tmp_path):
                                  "choices": [r[2] for r in rows], "answer": [r[3] for r in rows]}),
                        folder / f"{split}-00000-of-00001.parquet")
     assert load_mcq(tmp_path / "mmlu").data == load_mcq(write_csv_layout(tmp_path / "csv")).data
+
+
+def test_hub_route_maps_filters_to_lm_eval_builtin_tasks(tiny_llama, tiny_tokenizer, monkeypatch):
+    """The online route, with the network and lm-eval replaced by a recorder (no hub in tests)."""
+    import harness.mmlu as mmlu
+
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(mmlu, "_hub_reachable", lambda timeout=3.0: (True, "https://huggingface.co"))
+    calls = []
+
+    def fake_evaluate(model, tokenizer, spec, tasks, task_manager, num_fewshot, limit):
+        calls.append((tasks, num_fewshot, limit))
+        sample = lambda i, target, best: {"doc_id": i, "target": target, "acc": float(target == best),  # noqa: E731
+                                          "filtered_resps": [(-1.0 if k == best else -2.0, False) for k in range(4)]}
+        return {"samples": {"mmlu_anatomy": [sample(0, 1, 1), sample(1, 2, 0)], "mmlu_virology": [sample(0, 3, 3)]},
+                "n-shot": {"mmlu_anatomy": num_fewshot, "mmlu_virology": num_fewshot},
+                "n-samples": {"mmlu_anatomy": {"original": 135, "effective": 2}, "mmlu_virology": {"original": 166, "effective": 1}},
+                "results": {}}
+
+    monkeypatch.setattr(mmlu, "_evaluate", fake_evaluate)
+    acc, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub"))
+    assert calls[-1] == (["mmlu"], 5, None)
+    assert acc == 2 / 3 and info.n_questions == 3 and info.subjects == ["anatomy", "virology"] and info.full
+    run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub", protocol="lm-eval", subjects="stem", limit=2))
+    assert calls[-1] == (["mmlu_stem"], 0, 2)
+    _, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub", subjects="virology,anatomy", limit=2))
+    assert calls[-1] == (["mmlu_anatomy", "mmlu_virology"], 5, 2) and info.full is False
+
+
+def test_subject_categories_match_lm_eval():
+    from lm_eval.tasks.mmlu._generate_configs import SUBJECTS
+
+    assert MMLU_SUBJECT_CATEGORIES == SUBJECTS
 
 
 # -- subject selection --------------------------------------------------------------------------------
