@@ -77,16 +77,19 @@ def main() -> None:
                 ids = torch.tensor([s])
                 model(input_ids=ids, labels=ids).loss  # noqa: B018
 
-    def best(fn) -> float:
-        times = []
-        for _ in range(args.repeat):
+    # Interleaved repeats, best of each: on a shared machine the load changes from minute to minute,
+    # and interleaving exposes both variants to the same conditions.
+    bare()  # warm-up
+    times: dict[str, list[float]] = {"bare": [], "full": [], "one": []}
+    for _ in range(args.repeat):
+        for key, fn in (("bare", bare), ("full", full)):
             t0 = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    bare()  # warm-up
-    t_bare, t_full, t_one = best(bare), best(full), best(one_at_a_time)
+            times[key].append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    one_at_a_time()
+    times["one"].append(time.perf_counter() - t0)
+    t_bare, t_full, t_one = (min(times[k]) for k in ("bare", "full", "one"))
     n_tok = sum(len(s) for s in seqs)
     print(f"MIA pass on {len(texts)} documents ({n_tok} tokens), {name}, batch size {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}, best of {args.repeat}")

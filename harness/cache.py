@@ -6,6 +6,9 @@ that phase, the harness version and the phase name. Re-evaluating an unchanged m
 entry; a model with any changed weight has another weight hash, hence another key, so it can never
 be served stale numbers. Entries are JSON files written atomically; an unreadable entry is a miss.
 
+The batch size is deliberately not part of the key: batched outputs equal one-at-a-time outputs (see
+``harness.engine``), so entries are shared across batch sizes.
+
 Location: ``--cache-dir``, else ``$UNLEARNBENCH_CACHE``, else ``~/.cache/unlearnbench/eval``.
 """
 

@@ -203,66 +203,158 @@ def _reference_generate_ids(model, tokenizer, prompt: str, max_new_tokens: int, 
     return new
 
 
-def _greedy_batch(model, prompt_ids: list[list[int]], max_new_tokens: int, eos: set[int], pad_id: int
-                  ) -> tuple[list[list[int]], list[float]]:
-    """Greedy decoding of one left-padded batch with early exit of finished rows.
-
-    Position ids count real tokens only (``cumsum(mask) - 1``), so a left-padded row sees the same
-    positions as when it is alone; the attention mask hides the padding. Returns the new token ids
-    per row (EOS included) and the smallest relative top-1/top-2 logit gap seen by each row.
-    """
+def _left_pad_batch(prompt_ids: list[list[int]], pad_id: int, dev):
     import torch
-    from transformers import DynamicCache
 
-    dev = model_device(model)
-    n = len(prompt_ids)
-    width = max(len(p) for p in prompt_ids)
+    n, width = len(prompt_ids), max(len(p) for p in prompt_ids)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
     for r, ids in enumerate(prompt_ids):
         input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
         mask[r, width - len(ids):] = 1
-    input_ids, mask = input_ids.to(dev), mask.to(dev)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    out_tokens: list[list[int]] = [[] for _ in range(n)]
-    margins = [math.inf] * n
-    alive = list(range(n))  # original row index of each live batch row
+    return input_ids.to(dev), mask.to(dev)
+
+
+def _poolable(cache) -> bool:
+    """Rows can join a running batch only when every cache layer is a plain full-attention dynamic layer
+    (keys/values ``[batch, heads, length, dim]``); sliding-window or recurrent caches are not padded."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _pad_cache_left(cache, extra: int) -> None:
+    import torch
+
+    if extra <= 0:
+        return
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            t = getattr(layer, name)
+            setattr(layer, name, torch.cat([t.new_zeros(t.shape[0], t.shape[1], extra, t.shape[3]), t], dim=2))
+
+
+def _merge_cache(cache, other) -> None:
+    import torch
+
+    for layer, new in zip(cache.layers, other.layers):
+        layer.keys = torch.cat([layer.keys, new.keys], dim=0)
+        layer.values = torch.cat([layer.values, new.values], dim=0)
+
+
+def _trim_cache_left(cache, mask):
+    """Drop leading columns that are padding for every live row (they only cost attention time)."""
+    real = mask.any(dim=0).nonzero()
+    first = int(real[0]) if real.numel() else 0
+    if first > 0:
+        for layer in cache.layers:
+            layer.keys = layer.keys[:, :, first:]
+            layer.values = layer.values[:, :, first:]
+        mask = mask[:, first:]
+    return mask
+
+
+def _forward_last(model, **kw):
+    try:  # only the last position's logits are needed; remote-code models may not take the argument
+        return model(**kw, use_cache=True, logits_to_keep=1)
+    except TypeError as exc:
+        if "logits_to_keep" not in str(exc):
+            raise
+        return model(**kw, use_cache=True)
+
+
+def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_tokens: int, eos: set[int],
+                 pad_id: int, batch_size: int, on_finish: Callable[[int, list[int], float], None]) -> None:
+    """Greedy decoding of ``prompt_ids[i] for i in order`` with continuous batching.
+
+    Up to ``batch_size`` rows decode together. A row leaves as soon as it emits EOS or reaches
+    ``max_new_tokens`` (its KV-cache row is dropped) and ``on_finish(index, new_token_ids, min_gap)``
+    is called; free slots are refilled from ``order`` (sorted by prompt length, so a refill group needs
+    little padding): the newcomers are prefilled together, then their caches and the running ones are
+    left-padded to a common length and concatenated. Position ids count real tokens only
+    (``cumsum(mask) - 1``), so every row sees the positions it would see alone, and the attention mask
+    hides every pad. ``min_gap`` is the smallest relative top-1/top-2 logit gap over the row's steps.
+    When the model's cache cannot be padded (sliding-window layers), batches run to completion without
+    refills.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    dev = model_device(model)
     eos_t = torch.tensor(sorted(eos), device=dev)
+    queue = list(order)
+    qpos = 0
+    refill_at = max(1, batch_size // 4)  # refill once a quarter of the slots are free: fewer, larger prefills
+    cache = mask = pos = logits = None
+    rows: list[int] = []
+    tokens: dict[int, list[int]] = {}
+    gaps: dict[int, float] = {}
+    poolable = True
+
+    def prefill(group: list[int]):
+        ids, m = _left_pad_batch([prompt_ids[i] for i in group], pad_id, dev)
+        positions = (m.cumsum(-1) - 1).clamp(min=0)
+        c = DynamicCache(config=model.config)
+        out = _forward_last(model, input_ids=ids, attention_mask=m, position_ids=positions, past_key_values=c)
+        return c, m, positions[:, -1:], out.logits[:, -1, :].float()
+
     with torch.no_grad():
-        out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
-        for step in range(max_new_tokens):
-            logits = out.logits[:, -1, :].float()
-            top2 = torch.topk(logits, 2, dim=-1)
+        while True:
+            free = batch_size - len(rows)
+            if qpos < len(queue) and free > 0 and (not rows or (poolable and free >= refill_at)):
+                group = queue[qpos: qpos + free]
+                qpos += len(group)
+                c, m, p, lg = prefill(group)
+                for i in group:
+                    tokens[i], gaps[i] = [], math.inf
+                if not rows:
+                    cache, mask, pos, logits = c, m, p, lg
+                    poolable = _poolable(cache)
+                else:
+                    width = max(mask.shape[1], m.shape[1])
+                    _pad_cache_left(cache, width - mask.shape[1])
+                    _pad_cache_left(c, width - m.shape[1])
+                    _merge_cache(cache, c)
+                    mask = torch.cat([torch.nn.functional.pad(mask, (width - mask.shape[1], 0)),
+                                      torch.nn.functional.pad(m, (width - m.shape[1], 0))], dim=0)
+                    pos = torch.cat([pos, p], dim=0)
+                    logits = torch.cat([logits, lg], dim=0)
+                rows = rows + group
+            if not rows:
+                return
+            top2 = torch.topk(logits, 2, dim=-1).values
             # torch.argmax (first maximal index) is what greedy generate uses; topk agrees except on
             # exact ties, whose gap is 0 and therefore sends the row to the verified fallback anyway.
             next_tok = torch.argmax(logits, dim=-1)
-            top1 = top2.values[:, 0]
-            gap = ((top1 - top2.values[:, 1]) / top1.abs().clamp(min=1.0)).tolist()
-            toks = next_tok.tolist()
-            for b, row in enumerate(alive):
-                out_tokens[row].append(toks[b])
-                if gap[b] < margins[row]:
-                    margins[row] = gap[b]
+            gap = ((top2[:, 0] - top2[:, 1]) / top2[:, 0].abs().clamp(min=1.0)).tolist()
             finished = torch.isin(next_tok, eos_t)
-            if step == max_new_tokens - 1:
-                break
-            if bool(finished.any()):
-                keep = (~finished).nonzero(as_tuple=True)[0]
-                if keep.numel() == 0:
-                    break
-                cache.batch_select_indices(keep)
-                mask = mask[keep]
-                positions = positions[keep]
-                next_tok = next_tok[keep]
-                keep_list = keep.tolist()
-                alive = [alive[k] for k in keep_list]
+            toks = next_tok.tolist()
+            fin = finished.tolist()
+            keep: list[int] = []
+            for b, row in enumerate(rows):
+                tokens[row].append(toks[b])
+                gaps[row] = min(gaps[row], gap[b])
+                if fin[b] or len(tokens[row]) >= max_new_tokens:
+                    on_finish(row, tokens.pop(row), gaps.pop(row))
+                else:
+                    keep.append(b)
+            if len(keep) < len(rows):
+                if not keep:
+                    rows = []
+                    cache = mask = pos = logits = None
+                    continue
+                keep_t = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(keep_t)
+                mask, pos, next_tok = mask[keep_t], pos[keep_t], next_tok[keep_t]
+                rows = [rows[b] for b in keep]
+                if poolable:
+                    mask = _trim_cache_left(cache, mask)
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-            positions = positions[:, -1:] + 1
-            out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=positions,
-                        past_key_values=cache, use_cache=True)
-    return out_tokens, margins
+            pos = pos + 1
+            out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
+                        use_cache=True)
+            logits = out.logits[:, -1, :].float()
 
 
 def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 256,
@@ -314,15 +406,14 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
         done = [False] * n
         bar = _progress(n, "generate", progress)
 
+        def finish(i: int, toks: list[int], gap: float) -> None:
+            ids[i], margins[i], done[i] = toks, gap, True
+            bar.update(1)
+
         def run(bs: int) -> None:
-            for batch in _length_batches([len(p) for p in prompt_ids], bs):
-                todo = [i for i in batch if not done[i]]
-                if not todo:
-                    continue
-                toks, gaps = _greedy_batch(model, [prompt_ids[i] for i in todo], max_new_tokens, eos, pad_id)
-                for i, t, g in zip(todo, toks, gaps):
-                    ids[i], margins[i], done[i] = t, g, True
-                bar.update(len(todo))
+            # Length-sorted queue; rows finished before an out-of-memory retry are kept.
+            order = sorted((i for i in range(n) if not done[i]), key=lambda i: (len(prompt_ids[i]), i))
+            _greedy_pool(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish)
 
         try:
             _run_with_backoff(run, bs0, "generation", stats)
@@ -371,8 +462,8 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
     standard deviation of log p over the vocabulary at each of those positions (for Min-K%++).
 
     Right padding keeps every real token at its own position and, under the causal mask, unaffected by
-    the padding (which is also masked). The full-vocabulary log-softmax is materialised for one row at a
-    time only, so memory stays at one batch of logits plus one row's log-softmax.
+    the padding (which is also masked). Full-vocabulary temporaries exist for one row at a time only, so
+    memory stays at one batch of logits plus two rows' worth of vocabulary-sized buffers.
     """
     import torch
 
@@ -408,19 +499,24 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
                         results[i] = {"logp": torch.empty(0, dtype=torch.float32)}
                         continue
                     # The logits at position t-1 predict token t.
-                    row = torch.log_softmax(logits[r, start - 1: len(seq) - 1].float(), dim=-1)
-                    target = torch.tensor(seq[start:], device=row.device)
-                    out = {"logp": row.gather(-1, target[:, None])[:, 0].cpu()}
+                    z = logits[r, start - 1: len(seq) - 1].float()
+                    target = torch.tensor(seq[start:], device=z.device)
+                    lse = torch.logsumexp(z, dim=-1)
+                    out = {"logp": (z.gather(-1, target[:, None])[:, 0] - lse).cpu()}
                     if want_stats:
-                        p = row.exp()
-                        mu = (p * row).sum(-1)
-                        # sum p (log p - mu)^2 rather than E[log p^2] - mu^2: no cancellation when the
-                        # distribution is nearly flat and sigma is small.
-                        var = (p * (row - mu[:, None]).square()).sum(-1)
-                        out["mu"] = mu.cpu()
-                        out["sigma"] = var.sqrt().cpu()
+                        # Moments of log p under p, without materialising log p: log p = z - lse, so
+                        # mu = E_p[z] - lse and sigma^2 = E_p[(z - E_p[z])^2] (the two-pass form: no
+                        # cancellation when the distribution is nearly flat and sigma is small).
+                        # Row-wise dot products go through einsum (bmm), so no product tensor is kept.
+                        p = torch.exp(z - lse[:, None])
+                        m1 = torch.einsum("tv,tv->t", p, z)
+                        d = z - m1[:, None]
+                        var = torch.einsum("tv,tv->t", p.mul_(d), d)
+                        out["mu"] = (m1 - lse).cpu()
+                        out["sigma"] = var.clamp(min=0).sqrt().cpu()
+                        del p, d
                     results[i] = out
-                    del row
+                    del z
                 del logits
             bar.update(len(todo))
 

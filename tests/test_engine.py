@@ -120,21 +120,36 @@ def test_stops_at_eos_and_decodes_with_semeval_cleanup(memorised_llama, tiny_tok
 
 
 def test_batch_size_auto_backs_off_on_out_of_memory(tiny_llama, tiny_tokenizer, monkeypatch):
-    real = engine._greedy_batch
+    real = engine._greedy_pool
 
-    def fake(model, prompt_ids, *args):
-        if len(prompt_ids) > 2:
+    def fake(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish):
+        if batch_size > 2:
+            on_finish(order[0], *_first(model, prompt_ids, order, max_new_tokens, eos, pad_id))
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, prompt_ids, *args)
+        return real(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish)
 
-    monkeypatch.setattr(engine, "_greedy_batch", fake)
+    def _first(model, prompt_ids, order, max_new_tokens, eos, pad_id):
+        got = {}
+        real(model, prompt_ids, order[:1], max_new_tokens, eos, pad_id, 1, lambda i, t, g: got.update(t=t, g=g))
+        return got["t"], got["g"]
+
+    monkeypatch.setattr(engine, "_greedy_pool", fake)
     stats: dict = {}
     out = engine.generate(tiny_llama, tiny_tokenizer, PROMPTS[:7], max_new_tokens=6, batch_size="auto",
                           progress=False, stats=stats, verify_margin=0)
     assert stats["batch_size"]["generation"] == 2
-    monkeypatch.setattr(engine, "_greedy_batch", real)
+    monkeypatch.setattr(engine, "_greedy_pool", real)
     assert out == engine.generate(tiny_llama, tiny_tokenizer, PROMPTS[:7], max_new_tokens=6, batch_size=1,
                                   progress=False, verify_margin=0)
+
+
+def test_continuous_batching_refills_free_slots(memorised_llama, tiny_tokenizer):
+    # Batch of 2 over 13 prompts of very different answer lengths: rows finish at different steps and
+    # newcomers join a running batch (cache left-padded and merged); texts still equal the reference.
+    prompts = [r["input"] for r in ROWS]
+    out = engine.generate_detailed(memorised_llama, tiny_tokenizer, prompts, max_new_tokens=30, batch_size=2,
+                                   verify_margin=0, progress=False)
+    assert out.token_ids == reference(memorised_llama, tiny_tokenizer, prompts, 30).token_ids
 
 
 # -- losses ------------------------------------------------------------------------------------------

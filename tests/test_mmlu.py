@@ -101,24 +101,25 @@ def reference_predictions(model, tokenizer, subjects, shots: int, limit: int | N
 
     rows = []
     for subject in subjects:
-        prefix = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         for q, c, a in FIXTURE[subject]["dev"][:shots]:
-            prefix += _format(q, c) + f" {LETTERS[a]}\n\n"
+            header += _format(q, c) + f" {LETTERS[a]}\n\n"
         for doc_id, (q, c, a) in enumerate(FIXTURE[subject]["test"][:limit]):
-            context = prefix + _format(q, c)
+            context = header + _format(q, c)
             ctx_ids = tokenizer(context)["input_ids"]
             wholes = [tokenizer(context + " " + letter)["input_ids"] for letter in LETTERS]
             assert all(w[: len(ctx_ids)] == ctx_ids for w in wholes)
             conts = [w[len(ctx_ids):] for w in wholes]
-            with torch.no_grad():
-                ctx_logprobs = torch.log_softmax(model(torch.tensor([ctx_ids])).logits[0, -1].float(), dim=-1)
+            # Scoring a continuation needs the log-probs at the positions of whole[:-1]; the four
+            # sequences usually differ only in their last token, so one forward serves them all.
+            forwards: dict[tuple[int, ...], torch.Tensor] = {}
             lls = []
             for whole, cont in zip(wholes, conts):
-                if len(cont) == 1:  # the context's last position predicts the only continuation token
-                    lls.append(ctx_logprobs[cont[0]].item())
-                    continue
-                with torch.no_grad():
-                    logprobs = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), dim=-1)
+                prefix = tuple(whole[:-1])
+                if prefix not in forwards:
+                    with torch.no_grad():
+                        forwards[prefix] = torch.log_softmax(model(torch.tensor([prefix])).logits[0].float(), dim=-1)
+                logprobs = forwards[prefix]
                 lls.append(sum(logprobs[len(ctx_ids) - 1 + j, tok].item() for j, tok in enumerate(cont)))
             pred = max(range(4), key=lambda i: (lls[i], -i))
             rows.append({"subject": subject, "doc_id": doc_id, "prediction": LETTERS[pred], "answer": LETTERS[a],
