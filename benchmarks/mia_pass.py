@@ -30,7 +30,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--limit", type=int, default=0, help="documents per MIA set (0: all)")
     p.add_argument("--repeat", type=int, default=3, help="best of N timings")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
 
     if args.world is None:
         from harness.world import generate_world
@@ -62,11 +64,9 @@ def main() -> None:
             for batch in batches:
                 width = max(len(seqs[i]) for i in batch)
                 ids = torch.zeros((len(batch), width), dtype=torch.long)
-                mask = torch.zeros_like(ids)
                 for r, i in enumerate(batch):
                     ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
-                    mask[r, : len(seqs[i])] = 1
-                model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # noqa: B018
+                model(input_ids=ids, use_cache=False).logits  # noqa: B018
 
     def full() -> None:
         engine.sequence_losses(model, tok, texts, batch_size=args.batch_size, progress=False)

@@ -20,9 +20,11 @@ rounding differences are ~1e-6 relative while the default margin is 1e-4 (see ``
 In bfloat16/float16 the rounding noise is much larger; the margin there is a heuristic and the
 guarantee is weaker (documented in the result's settings).
 
-Other speed-ups: prompts are sorted by token length so a batch needs little left padding; finished
-rows (EOS reached) leave the batch at once (their KV-cache rows are dropped), so a batch costs as much
-as its live rows, not its longest generation times its size.
+Other speed-ups: continuous batching. Prompts are queued by token length; up to ``batch_size`` rows
+decode together; a row that emits EOS leaves at once (its KV-cache row is dropped) and free slots are
+refilled from the queue (the newcomers' caches are left-padded to the running length and merged). So
+the number of forward passes is about (total new tokens) / batch_size, not the longest generation of
+each static batch.
 """
 
 from __future__ import annotations
@@ -462,8 +464,8 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
     standard deviation of log p over the vocabulary at each of those positions (for Min-K%++).
 
     Right padding keeps every real token at its own position and, under the causal mask, unaffected by
-    the padding (which is also masked). Full-vocabulary temporaries exist for one row at a time only, so
-    memory stays at one batch of logits plus two rows' worth of vocabulary-sized buffers.
+    the padding. Batches are capped by a padded-token budget (one batch's logits ~512 MiB) and
+    vocabulary-sized temporaries exist for one row at a time only.
     """
     import torch
 
@@ -472,9 +474,10 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
     dev = model_device(model)
     bs0 = default_batch_size(model, phase) if batch_size == "auto" else int(batch_size)
     if token_budget is None:
-        # Logits are [batch, length, vocab] floats: cap padded tokens so one batch's logits stay ~1 GiB.
+        # Logits are [batch, length, vocab] floats: cap padded tokens per batch so that one batch's
+        # logits stay within ~512 MiB.
         vocab = int(getattr(model.config.get_text_config(), "vocab_size", 32000) or 32000)
-        token_budget = max(max((len(s) for s in sequences), default=1), (1 << 30) // (4 * vocab))
+        token_budget = max(max((len(s) for s in sequences), default=1), (1 << 29) // (4 * vocab))
     bar = _progress(n, desc, progress)
 
     def run(bs: int) -> None:
@@ -485,13 +488,17 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
             width = max(len(sequences[i]) for i in todo)
             pad = 0
             input_ids = torch.full((len(todo), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(todo), width), dtype=torch.long)
             for r, i in enumerate(todo):
                 seq = sequences[i]
                 input_ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[r, : len(seq)] = 1
             with torch.no_grad():
-                logits = model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), use_cache=False).logits
+                # No attention mask: with right padding and a causal model, real tokens only ever attend
+                # to earlier real tokens, so the mask would change nothing for them; without it SDPA
+                # takes its causal fast path. Outputs at padded positions are never read.
+                logits = model(input_ids=input_ids.to(dev), use_cache=False).logits
+                # Per row, on the row's real positions only: vocabulary-sized temporaries stay at one
+                # row's size (a batch-wide version measured no faster on CPU and needs two more
+                # batch-sized buffers).
                 for r, i in enumerate(todo):
                     seq = sequences[i]
                     start = max(1, starts[i])
@@ -507,14 +514,14 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
                         # Moments of log p under p, without materialising log p: log p = z - lse, so
                         # mu = E_p[z] - lse and sigma^2 = E_p[(z - E_p[z])^2] (the two-pass form: no
                         # cancellation when the distribution is nearly flat and sigma is small).
-                        # Row-wise dot products go through einsum (bmm), so no product tensor is kept.
-                        p = torch.exp(z - lse[:, None])
-                        m1 = torch.einsum("tv,tv->t", p, z)
-                        d = z - m1[:, None]
-                        var = torch.einsum("tv,tv->t", p.mul_(d), d)
+                        p = z - lse[:, None]
+                        p.exp_()
+                        m1 = (p * z).sum(-1)
+                        z.sub_(m1[:, None])  # in place: z (a view of this row's logits) is not read again
+                        var = p.mul_(z).mul_(z).sum(-1)
                         out["mu"] = (m1 - lse).cpu()
                         out["sigma"] = var.clamp(min=0).sqrt().cpu()
-                        del p, d
+                        del p
                     results[i] = out
                     del z
                 del logits

@@ -14,8 +14,9 @@ import pytest
 
 from harness.cli import main
 from harness.data import load_benchmark
-from harness.target import (CONFIGS, GATES, REPORT_FILE, TARGET_FILE, WEIGHTS_FILE, TargetError, _answer_mask,
-                            cache_key, check_gates, mcq_prompt, read_report, read_target_info, train_target)
+from harness.target import (CONFIGS, GATES, REPORT_FILE, SOFT_CHECKS, TARGET_FILE, WEIGHTS_FILE, TargetError,
+                            _answer_mask, cache_key, check_gates, mcq_prompt, read_report, read_target_info,
+                            train_target)
 from harness.world import generate_world
 
 TINY = dataclasses.replace(CONFIGS["small"], hidden_size=32, num_layers=1, num_heads=2, vocab_size=400, epochs=2,
@@ -73,8 +74,18 @@ def test_mcq_chains_train_only_the_answer_letters(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def trained(small_world, tmp_path_factory) -> Path:
-    """The reduced config trained once, with its gate report (shared: training costs seconds)."""
-    return train_target(small_world, tmp_path_factory.mktemp("tm") / "model", config=TINY, progress=False)
+    """The reduced config trained once, with its gate report (shared: training costs seconds).
+
+    An untrained model never says EOS and its logits are near ties, so the standard evaluation would
+    decode 256 tokens per record one at a time; the gates here run through the same code with short
+    generations and no near-tie re-decoding."""
+    import harness.target as target
+
+    real = target.measure_gates
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(target, "measure_gates",
+                   lambda *a, **k: real(*a, **k, max_new_tokens=16, verify_margin=0.0))
+        return train_target(small_world, tmp_path_factory.mktemp("tm") / "model", config=TINY, progress=False)
 
 
 def test_training_is_deterministic_and_cached(small_world, trained, tmp_path):
@@ -115,6 +126,7 @@ def test_saved_model_loads_by_path_and_reports_gates(trained):
     assert tokenizer("x")["input_ids"][0] == tokenizer.bos_token_id == model.config.bos_token_id
     report = read_report(trained)
     assert set(report["gates"]) == {k for k, _ in GATES}
+    assert set(report["soft_checks"]) == {"utility"} and report["warnings"] == check_gates(report["values"], SOFT_CHECKS)
     values = report["values"]
     for key in ("mia_auc", "forget/regurgitation", "retain/knowledge", "utility", "forget/Task2/knowledge"):
         assert 0.0 <= values[key] <= 1.0, key
@@ -138,8 +150,11 @@ def test_check_gates_names_each_failure():
     ok = {key: threshold for key, threshold in GATES}
     assert check_gates(ok) == []
     bad = dict(ok, mia_auc=0.7)
-    del bad["utility"]
-    assert check_gates(bad) == ["mia_auc = 0.7 < 0.95", "utility = None < 0.4"]
+    del bad["retain/knowledge"]
+    assert check_gates(bad) == ["mia_auc = 0.7 < 0.95", "retain/knowledge = None < 0.8"]
+    # utility is a soft check: reported as a warning, never a failed gate
+    assert "utility" not in dict(GATES)
+    assert check_gates({"utility": 0.25}, SOFT_CHECKS) == ["utility = 0.25 < 0.4"]
 
 
 def test_refuses_to_overwrite_a_foreign_folder(small_world, tmp_path):
@@ -160,6 +175,7 @@ def test_default_target_passes_every_gate(tmp_path, capsys):
     assert main(["target", "--world", str(world), "--out", str(tmp_path / "target")]) == 0
     report = json.loads((tmp_path / "target" / REPORT_FILE).read_text())
     assert report["passed"], report["failed"]
+    assert report["values"]["mia_auc"] >= 0.95 and report["values"]["forget/regurgitation"] >= 0.9
     assert load_benchmark(world).has_mia
     # second call: cache hit, exit 0 again, weights untouched
     stamp = (tmp_path / "target" / WEIGHTS_FILE).stat().st_mtime_ns
