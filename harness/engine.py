@@ -480,8 +480,16 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
         token_budget = max(max((len(s) for s in sequences), default=1), (1 << 29) // (4 * vocab))
     bar = _progress(n, desc, progress)
 
+    from .distributed import launched_distributed, state
+
+    rank, world = (state().process_index, state().num_processes) if launched_distributed() else (0, 1)
+
     def run(bs: int) -> None:
-        for batch in _length_batches([len(s) for s in sequences], bs, token_budget):
+        batches = _length_batches([len(s) for s in sequences], bs, token_budget)
+        # Data parallelism shards whole batches of the global plan, so every document is scored in
+        # exactly the batch (same shapes, same neighbours) it gets in a single process: the
+        # gathered numbers are bit-identical to a one-process run.
+        for batch in batches[rank::world]:
             todo = [i for i in batch if results[i] is None]
             if not todo:
                 continue
@@ -531,6 +539,13 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
         _run_with_backoff(run, bs0, phase, stats)
     finally:
         bar.close()
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        mine = [(i, r) for i, r in enumerate(results) if r is not None]
+        for part in gather_object([mine]):
+            for i, r in part:
+                results[i] = r
     return results  # type: ignore[return-value]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from . import fileio
+from .distributed import is_main_process, num_processes
 from .records import (MIA_FILE, SAMPLES_FILE, BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance,
                       write_result)
 from .types import Benchmark
@@ -127,7 +128,8 @@ def _cached(cache, phase: str, identity: dict, bench_hash: str, phase_settings: 
     if value is not None:
         return value, True
     value = compute()
-    cache.put(phase, key, value)
+    if is_main_process():  # under data parallelism every process holds the gathered value
+        cache.put(phase, key, value)
     return value, False
 
 
@@ -155,6 +157,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
 
     from . import engine
     from .cache import EvalCache
+    from .distributed import map_sharded, on_main
     from .models import model_info as make_model_info
     from .records import write_config
 
@@ -163,9 +166,10 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     timings: dict[str, float] = {}
     stats: dict[str, Any] = {}
     out = Path(out_dir) if out_dir is not None else None
+    main = is_main_process()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if config is not None:
+        if config is not None and main:
             write_config(out, dict(config))
 
     with _Timer(timings, "hash"):
@@ -180,13 +184,20 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     gen_settings = {"mode": settings.mode, "max_new_tokens": settings.max_new_tokens, "engine": settings.engine,
                     "verify_margin": settings.verify_margin}
 
-    def gen_compute():
+    # Under ``accelerate launch`` / torchrun the records are split across processes without padding or
+    # duplicates and every process receives the gathered results in input order: generation maps
+    # contiguous shards (batched decoding is verified-exact per row); the loss phases shard whole
+    # batches inside the engine (harness.engine._token_scores), so their floats are bit-identical.
+    def gen_shard(shard):
         res = engine.generate_detailed(
-            model, tokenizer, prompts, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+            model, tokenizer, shard, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
             cleanup="semeval2025" if settings.mode == "semeval2025" else "plain", progress=settings.progress,
             verify_margin=settings.verify_margin, engine="reference" if settings.engine == "reference" else "batched",
             stats=stats)
         return res.texts
+
+    def gen_compute():
+        return map_sharded(gen_shard, prompts)
 
     with _Timer(timings, "generation"):
         generations, _ = _cached(cache, "generation", identity, bench_hash, gen_settings, len(records), gen_compute)
@@ -221,7 +232,8 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
             continue
         # Not cached: the spec may name a folder whose questions can change without the spec changing.
         with _Timer(timings, name):
-            acc, info = _run_mcq(model, tokenizer, spec, name)
+            # lm-eval scores an in-memory model in one process: the main one runs it, the rest wait.
+            acc, info = on_main(lambda: _run_mcq(model, tokenizer, spec, name))
         mcq_acc[name] = float(acc)
         mcq_info[name] = info
 
@@ -237,7 +249,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
             timings[k] = float(v)
 
     files: dict[str, str] = {}
-    if out is not None:
+    if out is not None and main:
         fileio.write_jsonl(out / SAMPLES_FILE, samples)
         files["samples"] = SAMPLES_FILE
         if mia_rows is not None:
@@ -249,6 +261,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     run_settings.pop("progress", None)
     run_settings["engine_stats"] = _jsonable(stats)
     run_settings["cache_hits"] = list(cache.hits)
+    run_settings["num_processes"] = num_processes()
     run_settings["exactness"] = (
         "one-at-a-time reference" if settings.engine == "reference" else
         "batched; rows with a near-tie logit step regenerated one at a time (exact in float32)")
@@ -270,7 +283,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
         files=files,
         provenance=provenance(device=identity["device"], dtype=identity["dtype"], seed=seed),
     )
-    if out is not None:
+    if out is not None and main:
         write_result(out, result)
     return result
 

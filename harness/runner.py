@@ -247,15 +247,22 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
             return RunOutcome(run_dir, resolved, result, None, skipped=True)
         raise ConfigError(f"{run_dir} already holds a finished run with different settings; choose another "
                           "--out or pass --force to overwrite it")
+    from .distributed import is_main_process, wait_for_everyone
+
+    # Under data-parallel training (accelerate launch / torchrun) only the main process touches the
+    # run folder; the others train their shards and take part in the evaluation.
+    main = is_main_process()
     run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (TRAIN_LOG_FILE, RESULT_FILE, "snapshots", "checkpoints", MODEL_DIR):
-        target = run_dir / stale
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    fileio.write_json(run_dir / CONFIG_FILE, config)
-    handler = _attach_log(run_dir)
+    if main:
+        for stale in (TRAIN_LOG_FILE, RESULT_FILE, "snapshots", "checkpoints", MODEL_DIR):
+            target = run_dir / stale
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        fileio.write_json(run_dir / CONFIG_FILE, config)
+    wait_for_everyone()
+    handler = _attach_log(run_dir) if main else logging.NullHandler()
     try:
         log.info("run %s: method %s on %s (%s), params %s", run_dir, method, model, bench.name, resolved)
         try:
@@ -266,6 +273,8 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         train_log = run_dir / TRAIN_LOG_FILE
 
         def log_event(event: Mapping[str, Any]) -> None:
+            if not main:
+                return
             fileio.append_jsonl(train_log, {**event, "time": round(time.perf_counter() - started, 3)})
 
         # Composite methods (zjuklab_merge) save and evaluate runs of their own: they need to know
@@ -278,7 +287,9 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         net = method_obj.unlearn(net, tokenizer, bench, ctx)
         seconds = time.perf_counter() - started
         log.info("unlearning took %.1f s", seconds)
-        save_model_dir(net, tokenizer, run_dir / MODEL_DIR)
+        if main:
+            save_model_dir(net, tokenizer, run_dir / MODEL_DIR)
+        wait_for_everyone()
         if hasattr(net, "merge_and_unload") and hasattr(net, "peft_config"):
             # Adapters are on disk; evaluate the merged weights, which is also what
             # ``unlearnbench evaluate --model RUN/model`` loads (same weight hash).
@@ -294,7 +305,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
                                     method_info=MethodInfo(name=method, params=resolved), label=label,
                                     parents=list(parents), extra_timings={"unlearn": round(seconds, 3)},
                                     config=config, seed=seed)
-        else:
+        elif main:
             fileio.write_json(run_dir / CONFIG_FILE, config)
         return RunOutcome(run_dir, resolved, result, seconds, model=net if keep_model else None,
                           tokenizer=tokenizer if keep_model else None)

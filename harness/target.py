@@ -65,6 +65,9 @@ class TargetConfig:
     weight_decay: float = 0.0
     mcq_repeats: int = 2
     """Different seeded chainings of the dev+val MCQ items per epoch (more answer letters to learn from)."""
+    fact_mcq_phrasings: int = 2
+    """Train-only MCQ questions per almanac fact per epoch, each in a different training wording
+    (:func:`_fact_mcq_chains`); 0 trains on the dev+val items only."""
     threads: int = 1
     """torch CPU threads while training and measuring. One: on a shared 2-core machine OpenMP threads
     spin-wait for each other, and a 2-thread training step was measured 5x slower than a 1-thread one."""
@@ -161,15 +164,48 @@ def _mcq_chains(mcq, rng: random.Random, chain: int, repeats: int) -> list[str]:
     return out
 
 
-def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, repeats: int = 1) -> WorldTexts:
+def _fact_mcq_chains(facts: list[dict[str, str]], rng: random.Random, chain: int, phrasings: int) -> list[str]:
+    """One epoch's *train-only* MCQ chains over every almanac fact, asked with
+    :data:`harness.world.TRAIN_PHRASINGS` (never the utility CSVs' wording).
+
+    The dev+val items alone are ~100 questions: a tiny model memorises their letters instead of
+    learning the skill the utility score measures (recall the town's fact, find the choice that
+    names it, answer its letter). Here every fact is asked ``phrasings`` ways each epoch, with fresh
+    distractors from the attribute's pool and the correct answer placed on each letter A-D equally
+    often (positions cycle over a shuffled order), so no letter or position carries a prior."""
+    from .world import TRAIN_PHRASINGS, almanac_attributes
+
+    out = []
+    for subject in sorted({s for s, _, _, _ in almanac_attributes()}):
+        items = [(fact, attr, pool, wording) for s, attr, pool, _ in almanac_attributes() if s == subject
+                 for fact in facts for wording in TRAIN_PHRASINGS[attr][:phrasings]]
+        rng.shuffle(items)
+        solved = []
+        for i, (fact, attr, pool, wording) in enumerate(items):
+            correct = fact[attr]
+            choices = rng.sample([v for v in pool if v != correct], 3)
+            choices.insert(i % 4, correct)
+            solved.append(mcq_block(wording.format(town=fact["town"]), choices) + " " + LETTERS[i % 4])
+        description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        out.extend(description + "\n\n".join(solved[start:start + chain]) for start in range(0, len(solved), chain))
+    return out
+
+
+def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, repeats: int = 1,
+                 fact_phrasings: int = 0) -> WorldTexts:
     """The training texts (records and facts; MCQ chains per epoch) and the tokenizer's corpus."""
+    from .world import parse_fact
+
     rng = random.Random(seed)
     train = [f"{r.input} {r.output}" for r in bench.records] + list(facts)
-    mcq_by_epoch = [_mcq_chains(mcq, rng, chain, repeats) for _ in range(epochs)]
+    parsed = [parse_fact(f) for f in facts] if fact_phrasings else []
+    mcq_by_epoch = [_mcq_chains(mcq, rng, chain, repeats) + _fact_mcq_chains(parsed, rng, chain, fact_phrasings)
+                    for _ in range(epochs)]
     all_mcq = [mcq_block(item.question, item.choices) + " " + LETTERS[item.answer]
                for subject in mcq.subjects for split in ("dev", "val", "test")
                for item in mcq.data[subject].get(split, [])]
     tokenizer_texts = (train + [d.document for d in bench.members + bench.nonmembers] + all_mcq
+                       + (mcq_by_epoch[0] if mcq_by_epoch else [])
                        + [mcq_prompt(s, [], mcq.data[s]["test"][0]) for s in mcq.subjects])
     return WorldTexts(train, mcq_by_epoch, tokenizer_texts)
 
@@ -355,7 +391,8 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and info is None)):
         raise TargetError(f"{out}: exists and is not a target model folder (no {TARGET_FILE}); refusing to overwrite")
 
-    texts = _world_texts(bench, facts, mcq, seed, config.epochs, repeats=config.mcq_repeats)
+    texts = _world_texts(bench, facts, mcq, seed, config.epochs, repeats=config.mcq_repeats,
+                         fact_phrasings=config.fact_mcq_phrasings)
     started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer = train_bpe_tokenizer(texts.tokenizer_texts, vocab_size=config.vocab_size)
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id

@@ -292,6 +292,40 @@ _ALMANAC = {
 }
 
 
+#: Extra question phrasings per attribute, used only to make *training* multiple-choice items
+#: (:mod:`harness.target`): the utility CSVs always use the ``_ALMANAC`` template, so a test
+#: question's wording is never a training question's wording for the same town.
+TRAIN_PHRASINGS: dict[str, tuple[str, ...]] = {
+    "climate": ("Which climate does {town} have?", "What is the weather like in {town}?"),
+    "crop": ("What do the farmers of {town} grow?", "Which crop do farmers grow near {town}?"),
+    "export": ("What does {town} export most?", "Which good is the main export of {town}?"),
+    "craft": ("What craft are the people of {town} famous for?", "Which craft is practised in {town}?"),
+    "month": ("When is the great fair of {town} held?", "In what month does {town} hold its great fair?"),
+    "animal": ("What animal does the banner of {town} show?", "Which animal is on the flag of {town}?"),
+    "colour": ("Which colour are the roofs in {town}?", "What colour is used for the roofs of {town}?"),
+}
+_FACT_RE = re.compile(
+    r"(?P<town>\w+) is a (?P<climate>\w+) town where farmers grow (?P<crop>\w+)\. "
+    r"The chief export of (?P=town) is (?P<export>\w+), and (?P=town) is known for (?P<craft>\w+)\. "
+    r"The great fair of (?P=town) is held in (?P<month>\w+)\. "
+    r"The banner of (?P=town) shows a (?P<animal>\w+), and its roofs are (?P<colour>\w+)\.")
+
+
+def almanac_attributes() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(subject, attribute, value pool, utility question template) for every almanac attribute."""
+    return [(subject, attr, pool, template) for subject in UTILITY_SUBJECTS
+            for attr, pool, template in _ALMANAC[subject]]
+
+
+def parse_fact(document: str) -> dict[str, str]:
+    """The town and its attribute values from one ``utility/facts.jsonl`` document (the inverse of
+    the fact template in :func:`_almanac`); raises :class:`WorldError` naming the text otherwise."""
+    match = _FACT_RE.fullmatch(document)
+    if match is None:
+        raise WorldError(f"not an almanac fact document in this generator's format: {document[:80]!r}")
+    return match.groupdict()
+
+
 # A distractor that is also the town's value for another attribute would make an item ambiguous.
 _ALL_VALUES = [v for attrs in _ALMANAC.values() for _, pool, _ in attrs for v in pool]
 assert len(_ALL_VALUES) == len(set(_ALL_VALUES)), "almanac value pools must be disjoint"
@@ -440,5 +474,5 @@ def read_manifest(world: str | Path) -> dict:
         raise WorldError(f"{path}: not valid JSON ({exc})") from exc
 
 
-__all__ = ["generate_world", "check_world", "read_manifest", "SIZES", "UTILITY_SUBJECTS",
+__all__ = ["generate_world", "check_world", "read_manifest", "parse_fact", "almanac_attributes", "TRAIN_PHRASINGS", "SIZES", "UTILITY_SUBJECTS",
            "WorldError", "GENERATOR_VERSION"]

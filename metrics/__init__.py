@@ -25,6 +25,7 @@ from .semeval import (
     sequential_mean,
     split_task_means,
     task_aggregate,
+    trusted_rows,
 )
 from .specs import METRIC_DIRECTIONS, metric_spec
 from .text import PANDAS_DEFAULT_NA_VALUES, classic_cleanup, semeval_na_quirk
@@ -60,4 +61,5 @@ __all__ = [
     "sequential_mean",
     "split_task_means",
     "task_aggregate",
+    "trusted_rows",
 ]

@@ -15,8 +15,9 @@ The whole procedure (reference: ``shared/specs/semeval2025-scoring.md``):
 4. MIA (:mod:`metrics.mia`): AUC of ``-loss`` (members = 1), MIA score ``1 - 2|AUC - 0.5|``.
 5. Final (:func:`final_score`): ``statistics.mean([task_aggregate, mmlu, mia_score])``.
 
-:func:`compute_metrics` does all of it from the per-sample rows alone (the generations are
-re-scored; stored per-row scores are ignored) and returns every metric name of docs/contracts.md.
+:func:`compute_metrics` does all of it from the per-sample rows alone (by default the generations
+are re-scored and stored per-row scores ignored; ``rescore=False`` trusts rows that
+:func:`score_rows` just scored) and returns every metric name of docs/contracts.md.
 
 Benchmarks without all twelve terms (e.g. no Task3, or no QA items in a task): the per-task means
 that exist are reported, but ``task_aggregate`` — and so ``final_score`` — is ``None``. A harmonic
@@ -92,6 +93,19 @@ def score_sample(kind: str, reference: str, generation: str, mode: str = "semeva
     raise ValueError(f"unknown item kind {kind!r}; expected 'sc' or 'qa'")
 
 
+def _checked_kinds(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Validate ``samples.jsonl`` rows (fields, kinds, no record twice in a split); their kinds."""
+    kinds = [sample_kind(row, index=i) for i, row in enumerate(rows)]
+    seen: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        key = (row["split"], row["id"])
+        if key in seen:
+            raise DataError(f"row {i}: record appears twice in split {key[0]!r} (first as row {seen[key]}); "
+                            "expected each record once", record_id=key[1])
+        seen[key] = i
+    return kinds
+
+
 def score_rows(samples: Iterable[Mapping[str, Any]], mode: str = "semeval2025",
                progress: bool = False) -> list[dict[str, Any]]:
     """Validate ``samples.jsonl`` rows and return copies with the per-item score fields filled in.
@@ -102,14 +116,7 @@ def score_rows(samples: Iterable[Mapping[str, Any]], mode: str = "semeval2025",
     """
     check_mode(mode)
     rows = list(samples)
-    kinds = [sample_kind(row, index=i) for i, row in enumerate(rows)]
-    seen: dict[tuple[str, str], int] = {}
-    for i, row in enumerate(rows):
-        key = (row["split"], row["id"])
-        if key in seen:
-            raise DataError(f"row {i}: record appears twice in split {key[0]!r} (first as row {seen[key]}); "
-                            "expected each record once", record_id=key[1])
-        seen[key] = i
+    kinds = _checked_kinds(rows)
     iterator: Iterable[int] = range(len(rows))
     if progress and rows:
         from tqdm.auto import tqdm
@@ -120,6 +127,37 @@ def score_rows(samples: Iterable[Mapping[str, Any]], mode: str = "semeval2025",
         row = rows[i]
         scores = score_sample(kinds[i], row["reference"], row["generation"], mode)
         out.append({**row, "kind": kinds[i], **scores})
+    return out
+
+
+#: The score fields :func:`score_rows` fills for each item kind, and whether each must be a 0/1 int.
+_SCORE_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "sc": (("regurgitation", False), ("rouge1_recall", False)),
+    "qa": (("knowledge", True),),
+}
+
+
+def trusted_rows(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows already scored by :func:`score_rows`, validated and returned (copies, ``kind`` set).
+
+    Nothing is re-scored; each row must carry the score fields of its kind — ``regurgitation`` and
+    ``rouge1_recall`` (numbers in [0, 1]) for sentence completion, ``knowledge`` (0 or 1) for QA —
+    or a :class:`harness.data.DataError` names the row, the record and the missing field.
+    """
+    rows = list(samples)
+    kinds = _checked_kinds(rows)
+    out = []
+    for i, (row, kind) in enumerate(zip(rows, kinds)):
+        for name, binary in _SCORE_FIELDS[kind]:
+            value = row.get(name)
+            ok = (value in (0, 1) and not isinstance(value, float)) if binary else (
+                isinstance(value, (int, float)) and 0 <= value <= 1)
+            if isinstance(value, bool) or not ok:
+                expected = "0 or 1" if binary else "a number in [0, 1]"
+                raise DataError(f"row {i}: field {name!r} of a {kind!r} item must be {expected} (as filled in by "
+                                f"score_rows), got {value!r}; score the rows first or pass rescore=True",
+                                record_id=row["id"])
+        out.append({**row, "kind": kind})
     return out
 
 
@@ -210,11 +248,16 @@ def _check_accuracy(name: str, value: float | None) -> float | None:
 # -- the entry point ------------------------------------------------------------------------------
 def compute_metrics(samples: Iterable[Mapping[str, Any]], mia_rows: Iterable[Mapping[str, Any]] | None = None,
                     mmlu: float | None = None, utility: float | None = None, mode: str = "semeval2025",
-                    progress: bool = False) -> dict[str, float | None]:
+                    progress: bool = False, rescore: bool = True) -> dict[str, float | None]:
     """Every metric of docs/contracts.md from per-sample rows alone.
 
-    ``samples``: ``samples.jsonl`` rows (forget then retain, file order); their generations are
-    re-scored, stored per-row scores are ignored. ``mia_rows``: ``mia.jsonl`` rows, or None (all
+    ``samples``: ``samples.jsonl`` rows (forget then retain, file order). With ``rescore=True``
+    (the default, and what the ``score`` command does) their generations are re-scored and stored
+    per-row scores are ignored, so a file edited or written by a buggy engine cannot bias the
+    numbers. ``rescore=False`` trusts the rows' ``regurgitation`` / ``rouge1_recall`` /
+    ``knowledge`` fields as :func:`score_rows` just produced them (checked present, see
+    :func:`trusted_rows`; ``mode`` is then unused): the evaluation engine scores once and
+    aggregates without paying for ROUGE twice. ``mia_rows``: ``mia.jsonl`` rows, or None (all
     MIA metrics None). ``mmlu`` / ``utility``: accuracies from the MCQ evaluations, passed through.
     Every name is always present; a value is ``None`` where it cannot be computed.
     ``answer_loss/{split}`` is the mean over the split's rows that carry an ``answer_loss``.
@@ -222,7 +265,7 @@ def compute_metrics(samples: Iterable[Mapping[str, Any]], mia_rows: Iterable[Map
     check_mode(mode)
     mmlu = _check_accuracy("mmlu", mmlu)
     utility = _check_accuracy("utility", utility)
-    scored = score_rows(samples, mode=mode, progress=progress)
+    scored = score_rows(samples, mode=mode, progress=progress) if rescore else trusted_rows(samples)
     metrics: dict[str, float | None] = dict(split_task_means(scored))
     metrics["task_aggregate"] = task_aggregate(metrics)
 

@@ -46,11 +46,32 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     add_mcq_arguments(p)
 
 
+def add_parallel_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-processes", type=int, default=1, metavar="N",
+                   help="data-parallel processes: re-launches this command under torchrun (CPU) or "
+                        "accelerate launch --multi_gpu (GPU); default 1. Equivalent: accelerate launch -m harness …")
+
+
+def maybe_relaunch(args: argparse.Namespace) -> int | None:
+    """Re-run the command under ``--num-processes`` processes; ``None`` when already running as one."""
+    from ..distributed import launched_distributed, relaunch
+
+    if args.num_processes > 1 and not launched_distributed():
+        return relaunch(sys.argv[1:], args.num_processes, args.device)
+    return None
+
+
 def settings_from_args(args: argparse.Namespace):
     from ..evaluate import EvalSettings
     from ..mmlu import specs_from_args
 
+    from ..mmlu import check_mcq_source
+
     mmlu, utility = specs_from_args(args)
+    # A missing MMLU folder or an offline hub must fail now, not after minutes of generation.
+    for spec in (mmlu, utility):
+        if spec is not None:
+            check_mcq_source(spec)
     try:
         return EvalSettings(mode=args.mode, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
@@ -83,6 +104,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..models import load_model, model_info
     from ..records import MethodInfo
 
+    from ..distributed import is_main_process
+
+    rc = maybe_relaunch(args)
+    if rc is not None:
+        return rc
     settings = settings_from_args(args)
     bench = load_benchmark(args.data, mia=args.mia)
     try:
@@ -95,9 +121,10 @@ def _evaluate(args: argparse.Namespace) -> int:
               "mia": args.mia, "label": args.label, "settings": settings.to_dict()}
     result = evaluate_model(model, tok, bench, settings, out, model_info=model_info(model, id=str(args.model)),
                             method_info=MethodInfo(name="none"), label=args.label, config=config)
-    for line in summary_lines(result):
-        print(line)
-    print(f"wrote {out / 'result.json'}")
+    if is_main_process():
+        for line in summary_lines(result):
+            print(line)
+        print(f"wrote {out / 'result.json'}")
     return 0
 
 
@@ -109,12 +136,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=examples("unlearnbench evaluate --model runs/target/model --data ../shared/lume --out runs/eval-target",
                         "unlearnbench evaluate --model M --data W --mia W/mia --utility W/utility --out runs/x",
                         "unlearnbench evaluate --model M --data D --dtype bfloat16 --device cuda --batch-size auto "
-                        "--out runs/y"),
+                        "--out runs/y",
+                        "unlearnbench evaluate --model M --data D --num-processes 2 --out runs/dp   # data parallel"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, metavar="PATH", help="model folder (save_pretrained) or LoRA adapter")
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (forget/retain [+ mia/])")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--label", default=None, help="display name on leaderboards (default: the model folder name)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (as the organisers)")
+    add_parallel_argument(p)
     add_eval_arguments(p)
     p.set_defaults(func=_evaluate)

@@ -7,6 +7,7 @@ unlearned model in memory into the same run folder.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,11 @@ def _eval_namespace(overrides: dict[str, Any], source: str) -> argparse.Namespac
 
 
 def _print_outcome(outcome) -> None:
+    from ..distributed import is_main_process
     from .evaluate import summary_lines
+
+    if not is_main_process():
+        return
 
     if outcome.skipped:
         print(f"{outcome.run_dir}: finished run with the same settings found; skipped (--force redoes it)")
@@ -66,7 +71,11 @@ def _print_outcome(outcome) -> None:
 
 def _unlearn(args: argparse.Namespace) -> int:
     from ..runner import parse_overrides, read_config_file, run_unlearning
-    from .evaluate import settings_from_args
+    from .evaluate import maybe_relaunch, settings_from_args
+
+    rc = maybe_relaunch(args)
+    if rc is not None:
+        return rc
 
     layers, names = [], []
     if args.config:
@@ -107,6 +116,10 @@ def _run(args: argparse.Namespace) -> int:
     if not isinstance(eval_cfg, dict):
         raise UserError(f"{args.config}: 'eval' must be a table of evaluation options")
     device, dtype = cfg.get("device", "cpu"), cfg.get("dtype", "float32")
+    from ..distributed import launched_distributed, relaunch
+
+    if args.num_processes > 1 and not launched_distributed():
+        return relaunch(sys.argv[1:], args.num_processes, device)
     evaluate = bool(cfg.get("evaluate", True)) and not args.no_eval
     ns = _eval_namespace({"device": device, "dtype": dtype, **({"mia": cfg["mia"]} if cfg.get("mia") else {}),
                           **eval_cfg}, str(args.config))
@@ -133,6 +146,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "repeatable")
     p.add_argument("--no-eval", action="store_true", help="only unlearn and save the model; no evaluation")
     p.add_argument("--force", action="store_true", help="redo a finished run in the same folder")
+    from .evaluate import add_parallel_argument
+
+    add_parallel_argument(p)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
