@@ -242,8 +242,9 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
                       "reference": r.output, "generation": g, "answer_loss": al}
                      for r, g, al in zip(records, generations, answer_loss)]
         samples = score_rows(base_rows, mode=settings.mode)
-        metrics = compute_metrics(base_rows, mia_rows, mmlu=mcq_acc["mmlu"], utility=mcq_acc["utility"],
-                                  mode=settings.mode)
+        # The rows were just scored (once): aggregate them without scoring every generation again.
+        metrics = compute_metrics(samples, mia_rows, mmlu=mcq_acc["mmlu"], utility=mcq_acc["utility"],
+                                  mode=settings.mode, rescore=False)
     if extra_timings:
         for k, v in extra_timings.items():
             timings[k] = float(v)

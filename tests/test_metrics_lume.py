@@ -54,7 +54,7 @@ def test_verbatim_generations_score_one_everywhere():
     assert m["task_aggregate"] == 0.0  # forget terms inverted to 0
 
 
-def test_cached_scorer_equals_fresh_rouge_score_on_lume_texts():
+def test_rouge_recalls_equal_fresh_rouge_score_on_lume_texts():
     from rouge_score import rouge_scorer
 
     fresh = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
