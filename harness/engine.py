@@ -597,15 +597,18 @@ def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str
                   progress: bool = True, stats: dict | None = None) -> list[float | None]:
     """Mean token cross-entropy of each ``output`` given its ``input``, in input order.
 
-    ``input`` is tokenised with the default special tokens; the concatenation ``input + output`` is
-    tokenised the same way and the tokens from position ``len(tokens(input))`` on are scored (the
-    prompt tokenisation decides where the answer starts). ``None`` when the answer adds no token.
+    ``input`` is tokenised with the default special tokens; the answer's tokens are those following it
+    in ``input + seam + output`` (one space where the document had one, :mod:`harness.text`), i.e. the
+    tokens the model would generate. ``None`` when the answer adds no token.
     """
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
     stats = stats if stats is not None else {}
-    starts = [len(tokenizer(i, add_special_tokens=True)["input_ids"]) for i in inputs]
-    seqs = [tokenizer(i + o, add_special_tokens=True)["input_ids"] for i, o in zip(inputs, outputs)]
+    from .text import prompt_and_answer_ids
+
+    pairs = [prompt_and_answer_ids(tokenizer, i, o) for i, o in zip(inputs, outputs)]
+    starts = [len(p) for p, _ in pairs]
+    seqs = [p + a for p, a in pairs]
     scores = _token_scores(model, seqs, starts, batch_size, False, "answer losses", progress, stats,
                            "answer_loss")
     return [float(-s["logp"].mean()) if len(s["logp"]) else None for s in scores]

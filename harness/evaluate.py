@@ -27,6 +27,10 @@ log = logging.getLogger("unlearnbench.evaluate")
 MODES = ("semeval2025", "plain")
 
 
+#: ``hf``: batched, verified-exact; ``reference``: the organisers' loop; ``vllm``: vLLM generation.
+ENGINES = ("hf", "reference", "vllm")
+
+
 @dataclass
 class EvalSettings:
     """How to evaluate. Everything here that can change a number is part of the cache key."""
@@ -46,6 +50,10 @@ class EvalSettings:
     utility: Any = None
     """A ``harness.mmlu`` spec for the synthetic world's general-knowledge MCQ set, or None."""
     engine: str = "hf"
+    tensor_parallel_size: int = 1
+    """vLLM only: GPUs per model (tensor parallelism)."""
+    model_path: str | None = None
+    """vLLM only: the folder vLLM loads (the saved model or LoRA run folder being evaluated)."""
     """``hf``: batched, verified-exact decoding with transformers; ``reference``: the organisers'
     one-record-at-a-time loop (slow; for comparison)."""
     verify_margin: float | None = None
@@ -59,8 +67,12 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {list(MODES)}")
-        if self.engine not in ("hf", "reference"):
-            raise ValueError(f"unknown engine {self.engine!r}; expected 'hf' or 'reference'")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {list(ENGINES)}")
+        if self.engine == "vllm":
+            from .vllm_engine import require_vllm
+
+            require_vllm()  # fail before any work when the extra is not installed
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if not 0 < self.min_k <= 1:
@@ -197,6 +209,15 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
         return res.texts
 
     def gen_compute():
+        if settings.engine == "vllm":
+            from . import vllm_engine
+
+            if not settings.model_path:
+                raise ValueError("the vLLM engine loads the model from disk: EvalSettings.model_path is required")
+            # vLLM schedules its own batches (and GPUs via tensor parallelism): no sharding here.
+            return vllm_engine.generate(settings.model_path, prompts, max_new_tokens=settings.max_new_tokens,
+                                        dtype=settings.dtype, tensor_parallel_size=settings.tensor_parallel_size,
+                                        cleanup="semeval2025" if settings.mode == "semeval2025" else "plain")
         return map_sharded(gen_shard, prompts)
 
     with _Timer(timings, "generation"):

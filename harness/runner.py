@@ -300,6 +300,12 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         if evaluate:
             from .evaluate import evaluate_model
 
+            if getattr(eval_settings, "engine", "hf") == "vllm":
+                import dataclasses
+
+                # vLLM loads from disk: the saved run (LoRA adapters are served with vLLM's LoRA support).
+                eval_settings = dataclasses.replace(eval_settings, model_path=str(run_dir / MODEL_DIR))
+
             info = model_info(net, id=str(run_dir / MODEL_DIR), base_model=base_model)
             result = evaluate_model(net, tokenizer, bench, eval_settings, run_dir, model_info=info,
                                     method_info=MethodInfo(name=method, params=resolved), label=label,

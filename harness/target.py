@@ -68,6 +68,7 @@ class TargetConfig:
     fact_mcq_phrasings: int = 2
     """Train-only MCQ questions per almanac fact per epoch, each in a different training wording
     (:func:`_fact_mcq_chains`); 0 trains on the dev+val items only."""
+    fact_mcq_hints: float = 0.0
     threads: int = 1
     """torch CPU threads while training and measuring. One: on a shared 2-core machine OpenMP threads
     spin-wait for each other, and a 2-thread training step was measured 5x slower than a 1-thread one."""
@@ -164,7 +165,8 @@ def _mcq_chains(mcq, rng: random.Random, chain: int, repeats: int) -> list[str]:
     return out
 
 
-def _fact_mcq_chains(facts: list[dict[str, str]], rng: random.Random, chain: int, phrasings: int) -> list[str]:
+def _fact_mcq_chains(facts: list[dict[str, str]], rng: random.Random, chain: int, phrasings: int,
+                     hints: float = 0.0) -> list[str]:
     """One epoch's *train-only* MCQ chains over every almanac fact, asked with
     :data:`harness.world.TRAIN_PHRASINGS` (never the utility CSVs' wording).
 
@@ -172,34 +174,41 @@ def _fact_mcq_chains(facts: list[dict[str, str]], rng: random.Random, chain: int
     learning the skill the utility score measures (recall the town's fact, find the choice that
     names it, answer its letter). Here every fact is asked ``phrasings`` ways each epoch, with fresh
     distractors from the attribute's pool and the correct answer placed on each letter A-D equally
-    often (positions cycle over a shuffled order), so no letter or position carries a prior."""
+    often (a shuffled balanced list of positions), so no letter or position carries a prior."""
     from .world import TRAIN_PHRASINGS, almanac_attributes
 
     out = []
     for subject in sorted({s for s, _, _, _ in almanac_attributes()}):
-        items = [(fact, attr, pool, wording) for s, attr, pool, _ in almanac_attributes() if s == subject
-                 for fact in facts for wording in TRAIN_PHRASINGS[attr][:phrasings]]
+        items = [(fact, attr, pool, TRAIN_PHRASINGS[attr][k % len(TRAIN_PHRASINGS[attr])])
+                 for s, attr, pool, _ in almanac_attributes() if s == subject for fact in facts
+                 for k in range(phrasings)]
         rng.shuffle(items)
+        # Each letter equally often, in a random order (a cycling order would be a shortcut to learn).
+        positions = [i % 4 for i in range(len(items))]
+        rng.shuffle(positions)
         solved = []
-        for i, (fact, attr, pool, wording) in enumerate(items):
+        for (fact, attr, pool, wording), position in zip(items, positions):
             correct = fact[attr]
             choices = rng.sample([v for v in pool if v != correct], 3)
-            choices.insert(i % 4, correct)
-            solved.append(mcq_block(wording.format(town=fact["town"]), choices) + " " + LETTERS[i % 4])
+            choices.insert(position, correct)
+            question = wording.format(town=fact["town"])
+            if rng.random() < hints:
+                question = f"({fact['town']}: {correct}) {question}"
+            solved.append(mcq_block(question, choices) + " " + LETTERS[position])
         description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         out.extend(description + "\n\n".join(solved[start:start + chain]) for start in range(0, len(solved), chain))
     return out
 
 
 def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, repeats: int = 1,
-                 fact_phrasings: int = 0) -> WorldTexts:
+                 fact_phrasings: int = 0, hints: float = 0.0) -> WorldTexts:
     """The training texts (records and facts; MCQ chains per epoch) and the tokenizer's corpus."""
     from .world import parse_fact
 
     rng = random.Random(seed)
     train = [f"{r.input} {r.output}" for r in bench.records] + list(facts)
     parsed = [parse_fact(f) for f in facts] if fact_phrasings else []
-    mcq_by_epoch = [_mcq_chains(mcq, rng, chain, repeats) + _fact_mcq_chains(parsed, rng, chain, fact_phrasings)
+    mcq_by_epoch = [_mcq_chains(mcq, rng, chain, repeats) + _fact_mcq_chains(parsed, rng, chain, fact_phrasings, hints)
                     for _ in range(epochs)]
     all_mcq = [mcq_block(item.question, item.choices) + " " + LETTERS[item.answer]
                for subject in mcq.subjects for split in ("dev", "val", "test")
@@ -392,7 +401,7 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         raise TargetError(f"{out}: exists and is not a target model folder (no {TARGET_FILE}); refusing to overwrite")
 
     texts = _world_texts(bench, facts, mcq, seed, config.epochs, repeats=config.mcq_repeats,
-                         fact_phrasings=config.fact_mcq_phrasings)
+                         fact_phrasings=config.fact_mcq_phrasings, hints=config.fact_mcq_hints)
     started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer = train_bpe_tokenizer(texts.tokenizer_texts, vocab_size=config.vocab_size)
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from .text import prompt_and_answer_ids
 from .types import Benchmark, Record, UnlearnContext
 
 log = logging.getLogger("unlearnbench.training")
@@ -167,12 +168,18 @@ class Objective(Protocol):
 # examples and batches
 def build_example(tokenizer, record: Record, index: int, max_length: int, prompt_max_fraction: float,
                   mask_prompt: bool) -> dict[str, Any]:
-    """``input`` (default special tokens, last tokens kept) + ``output`` + EOS, prompt masked."""
+    """``input`` (default special tokens, last tokens kept) + ``output`` + EOS, prompt masked.
+
+    The output's tokens are those that follow the prompt in ``input + seam + output``
+    (:func:`harness.text.prompt_and_answer_ids`)."""
     if tokenizer.eos_token_id is None:
         raise TrainingError("the tokenizer has no EOS token; training examples end with EOS")
     max_prompt = max(1, int(max_length * prompt_max_fraction))
-    prompt = tokenizer(record.input, add_special_tokens=True)["input_ids"][-max_prompt:]
-    answer = tokenizer(record.output, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    # The answer is what the model generates after the prompt: joined as in the document (see
+    # harness.text), not the output tokenized on its own.
+    prompt, answer = prompt_and_answer_ids(tokenizer, record.input, record.output)
+    prompt = prompt[-max_prompt:]
+    answer = answer + [tokenizer.eos_token_id]
     input_ids = (prompt + answer)[:max_length]
     labels = ([IGNORE_INDEX] * len(prompt) + answer) if mask_prompt else list(prompt + answer)
     labels = labels[:max_length]

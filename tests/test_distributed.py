@@ -81,3 +81,16 @@ def test_two_process_training_matches_one_process_with_the_same_global_batch(tmp
     # Different sharding of the same examples changes float summation order only: scores stay close.
     for key in ("forget/Task1/regurgitation", "retain/Task2/regurgitation", "answer_loss/forget", "mia_auc"):
         assert abs(a[key] - b[key]) <= 0.05, (key, a[key], b[key])
+
+
+def test_vllm_engine_without_vllm_fails_at_once_with_install_hint(tmp_path, tiny_model_dir, mini_benchmark):
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vLLM is installed here")
+    except ImportError:
+        pass
+    proc = _evaluate(tiny_model_dir, mini_benchmark, tmp_path / "v", "--engine", "vllm")
+    assert proc.returncode == 2
+    assert "unlearnbench[vllm]" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "v" / "result.json").exists()

@@ -217,7 +217,10 @@ def test_answer_loss_by_hand(tiny_gpt2, tiny_tokenizer):
     got = engine.answer_losses(tiny_gpt2, tok, inputs, outputs, batch_size=4, progress=False)
     for inp, outp, value in zip(inputs, outputs, got):
         start = len(tok(inp)["input_ids"])
-        full = tok(inp + outp, return_tensors="pt")["input_ids"]
+        from harness.text import seam
+
+        # the answer follows the prompt as in the document: one space at the seam
+        full = tok(inp + seam(inp, outp) + outp, return_tensors="pt")["input_ids"]
         labels = full.clone()
         labels[0, :start] = -100  # only the answer's tokens are scored
         with torch.no_grad():

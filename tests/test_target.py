@@ -72,6 +72,34 @@ def test_mcq_chains_train_only_the_answer_letters(tiny_tokenizer):
     assert [t.strip() for t in trained] == ["C", "A"]
 
 
+def test_fact_mcq_chains_balance_letters_and_never_use_utility_questions(small_world):
+    import random
+    import re
+    from collections import Counter
+
+    from harness.mcq_data import load_mcq
+    from harness.target import _fact_mcq_chains
+    from harness.world import parse_fact
+
+    facts = [parse_fact(json.loads(line)["document"]) for line in (small_world / "utility" / "facts.jsonl").read_text().splitlines()]
+    chains = _fact_mcq_chains(facts, random.Random(0), chain=6, phrasings=2)
+    text = "\n\n".join(chains)
+    letters = re.findall(r"\nAnswer: ([ABCD])", text)
+    assert len(letters) == len(facts) * 7 * 2
+    counts = Counter(letters)
+    assert max(counts.values()) - min(counts.values()) <= 4  # balanced within each subject
+    assert letters[:8] != ["ABCD"[i % 4] for i in range(8)]  # no fixed letter cycle to learn
+    mcq = load_mcq(small_world / "utility")
+    utility_questions = {it.question for s in mcq.subjects for sp in ("dev", "val", "test") for it in mcq.data[s][sp]}
+    asked = set(re.findall(r"(?:^|\n\n)([^\n]*\?)\nA\. ", text))
+    assert asked and not asked & utility_questions
+    # the answer line names the choice that is the town's fact
+    block = chains[0].split("\n\n")[1].split("\n")
+    letter = block[-1].removeprefix("Answer: ")
+    chosen = block[1 + "ABCD".index(letter)][3:]
+    assert any(chosen in f.values() and f["town"] in block[0] for f in facts)
+
+
 @pytest.fixture(scope="module")
 def trained(small_world, tmp_path_factory) -> Path:
     """The reduced config trained once, with its gate report (shared: training costs seconds).

@@ -11,7 +11,7 @@ import pytest
 from harness.cli import main
 from harness.data import load_benchmark
 from harness.mcq_data import load_mcq
-from harness.world import SIZES, UTILITY_SUBJECTS, Doc, WorldError, check_world, generate_world
+from harness.world import TRAIN_PHRASINGS, almanac_attributes, parse_fact, SIZES, UTILITY_SUBJECTS, Doc, WorldError, check_world, generate_world
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
@@ -150,3 +150,21 @@ def test_cli_writes_a_world(tmp_path, capsys):
     (tmp_path / "x" / "a").write_text("")
     assert main(["world", "--out", str(tmp_path / "x")]) == 2
     assert "refusing" in capsys.readouterr().err
+
+
+def test_parse_fact_inverts_the_fact_template_and_train_wordings_differ_from_the_test_set(world):
+    mcq = load_mcq(world / "utility")
+    facts = {f["town"]: f for f in (parse_fact(json.loads(line)["document"])
+                                    for line in (world / "utility" / "facts.jsonl").read_text().splitlines())}
+    templates = {template: attr for _, attr, _, template in almanac_attributes()}
+    checked = 0
+    for subject in mcq.subjects:
+        for item in mcq.data[subject]["test"]:
+            [(town, attr)] = [(t, a) for tmpl, a in templates.items() for t in facts if tmpl.format(town=t) == item.question]
+            assert facts[town][attr] == item.choices[item.answer]
+            checked += 1
+            # no training wording ever produces a utility question
+            assert all(w.format(town=town) != item.question for w in TRAIN_PHRASINGS[attr])
+    assert checked and set(TRAIN_PHRASINGS) == set(templates.values())
+    with pytest.raises(WorldError, match="not an almanac fact document"):
+        parse_fact("Somewhere is a town.")

@@ -35,8 +35,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=("semeval2025", "plain"), default="semeval2025",
                    help="semeval2025: the organisers' clean-up and scoring quirks (default); plain: neither")
     g.add_argument("--min-k", type=float, default=0.2, metavar="K", help="fraction for Min-K%% and Min-K%%++ (0.2)")
-    g.add_argument("--engine", choices=("hf", "reference"), default="hf",
-                   help="hf: batched, verified-exact (default); reference: the organisers' one-at-a-time loop")
+    g.add_argument("--engine", choices=("hf", "reference", "vllm"), default="hf",
+                   help="hf: batched, verified-exact (default); reference: the organisers' one-at-a-time loop; "
+                        "vllm: vLLM generation (extra unlearnbench[vllm], GPUs)")
+    g.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N",
+                   help="vLLM only: GPUs per model (default 1)")
     g.add_argument("--cache-dir", default=None,
                    help="evaluation cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench/eval)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the evaluation cache")
@@ -75,7 +78,8 @@ def settings_from_args(args: argparse.Namespace):
     try:
         return EvalSettings(mode=args.mode, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
-                            engine=args.engine, progress=not args.no_progress, cache=not args.no_cache,
+                            engine=args.engine, tensor_parallel_size=args.tensor_parallel_size,
+                            model_path=str(getattr(args, "model", "") or "") or None, progress=not args.no_progress, cache=not args.no_cache,
                             cache_dir=args.cache_dir)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
