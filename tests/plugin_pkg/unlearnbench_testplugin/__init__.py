@@ -29,7 +29,7 @@ class NoiseUnlearning(UnlearningMethod):
                 ids = tokenizer(text, return_tensors="pt").input_ids
                 loss = -model(input_ids=ids, labels=ids).loss / len(texts)
                 loss.backward()
-                total += float(loss)
+                total += loss.item()
             optim.step()
             optim.zero_grad()
             if ctx.log_event:
