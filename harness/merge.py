@@ -84,8 +84,12 @@ def merged_model(parents: Sequence[Mapping[str, Any]], settings, dtype: str = "f
 
 
 def merge_params(settings) -> dict[str, Any]:
+    from baselines.merging import DENSITY_TYPES
+
+    # Only the settings the method uses are recorded (a linear merge has no density).
     return {"how": settings.how, "weights": list(settings.weights) if settings.weights else None,
-            "density": settings.density, "svd_rank": settings.svd_rank,
+            "density": settings.density if settings.how in DENSITY_TYPES else None,
+            "svd_rank": settings.svd_rank,
             "majority_sign_method": settings.majority_sign_method, "seed": settings.seed}
 
 
