@@ -57,7 +57,7 @@ def main() -> None:
         name = f"random Llama hidden {args.hidden}"
 
     seqs = [tok(t)["input_ids"] for t in texts]
-    batches = engine._length_batches([len(s) for s in seqs], args.batch_size)
+    batches = engine.length_batches([len(s) for s in seqs], args.batch_size)
 
     def bare() -> None:
         with torch.no_grad():

@@ -136,7 +136,7 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="rec", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:
     """Indices grouped into batches of similar length (sorted, stable), at most ``batch_size`` rows and,
     when given, at most ``token_budget`` padded tokens per batch."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
@@ -485,7 +485,7 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
     rank, world = (state().process_index, state().num_processes) if launched_distributed() else (0, 1)
 
     def run(bs: int) -> None:
-        batches = _length_batches([len(s) for s in sequences], bs, token_budget)
+        batches = length_batches([len(s) for s in sequences], bs, token_budget)
         # Data parallelism shards whole batches of the global plan, so every document is scored in
         # exactly the batch (same shapes, same neighbours) it gets in a single process: the
         # gathered numbers are bit-identical to a one-process run.

@@ -249,17 +249,11 @@ def cache_key(world: Path, config: TargetConfig, seed: int) -> str:
 
 # -- training --------------------------------------------------------------------------------------
 def _batches(lengths: list[int], config: TargetConfig) -> list[list[int]]:
-    """Indices grouped by similar length under the padded-token budget (fixed, order-independent)."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches, current = [], []
-    for i in order:
-        if current and (len(current) >= config.max_batch_rows or lengths[i] * (len(current) + 1) > config.batch_tokens):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    """Indices grouped by similar length under the padded-token budget (fixed, order-independent):
+    the evaluation engine's batching rule, reused."""
+    from .engine import length_batches
+
+    return length_batches(lengths, config.max_batch_rows, config.batch_tokens)
 
 
 def _fit(model, base: list[list[int]], mcq_by_epoch: list[list[tuple[list[int], list[bool]]]], bos_id: int,
