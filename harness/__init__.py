@@ -3,9 +3,12 @@
 The public API, re-exported from the modules that implement it::
 
     from harness import register_method, UnlearningMethod, Benchmark, EvalResult, load_benchmark
+    from harness import load_model, evaluate_model, EvalSettings
 """
 
 from .data import DataError, load_benchmark
+from .evaluate import EvalSettings, evaluate_model
+from .models import load_model
 from .records import EvalResult, read_result
 from .registry import METHODS, METRICS, Registry, RegistryError, register_method, register_metric
 from .types import Benchmark, MetricSpec, MIADocument, Record, UnlearnContext, UnlearningMethod
@@ -14,6 +17,7 @@ __all__ = [
     "Benchmark",
     "DataError",
     "EvalResult",
+    "EvalSettings",
     "METHODS",
     "METRICS",
     "MIADocument",
@@ -23,7 +27,9 @@ __all__ = [
     "RegistryError",
     "UnlearnContext",
     "UnlearningMethod",
+    "evaluate_model",
     "load_benchmark",
+    "load_model",
     "read_result",
     "register_method",
     "register_metric",
