@@ -126,8 +126,7 @@ class ZJUKLABMerge(UnlearningMethod):
         from harness.evaluate import evaluate_model
         from harness.models import model_info
 
-        config["eval"] = eval_settings.to_dict()
-        fileio.write_json(run / "config.json", config)
+        config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
         model.eval()
         evaluate_model(model, tokenizer, data, eval_settings, run,
                        model_info=model_info(model, id=str(run / "model"), base_model=base_model),
@@ -136,14 +135,12 @@ class ZJUKLABMerge(UnlearningMethod):
 
 
 def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext:
-    from harness import fileio as _fileio
-
     log_path = run / "train_log.jsonl"
     if log_path.exists():
         log_path.unlink()
 
     def log_event(event):
-        _fileio.append_jsonl(log_path, event)
+        fileio.append_jsonl(log_path, event)
         if ctx.log_event:
             ctx.log_event({**event, "parent": which})
 

@@ -117,14 +117,15 @@ def read_train_log(run_dir: str | Path) -> list[dict]:
     if not path.is_file():
         raise RecordError(path, "no training log in this run folder (was it an unlearning run?)")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             # a run killed mid-write leaves at most a partial last line: ignore only that one
-            if lineno == len(path.read_text(encoding="utf-8").splitlines()):
+            if lineno == len(lines):
                 break
             raise RecordError(path, f"line {lineno} is not valid JSON")
     return rows

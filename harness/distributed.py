@@ -20,8 +20,6 @@ from typing import Any, Callable, Sequence, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-_LAUNCH_ENV = ("WORLD_SIZE", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
-
 
 def launched_distributed() -> bool:
     """True when this process was started by a multi-process launcher (torchrun / accelerate)."""
@@ -96,7 +94,7 @@ def relaunch(argv: Sequence[str], processes: int, device: str) -> int:
     CPU flag (accelerate's own CPU launcher needs MPI, which most machines lack).
     """
     env = dict(os.environ)
-    args = [a for a in _strip_num_processes(argv)]
+    args = _strip_num_processes(argv)
     if str(device).startswith("cpu"):
         env["ACCELERATE_USE_CPU"] = "true"
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))

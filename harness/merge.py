@@ -135,8 +135,7 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
 
         bench = load_benchmark(data, mia=mia)
         eval_settings = eval_settings or EvalSettings(dtype=dtype, device=device, progress=progress)
-        config["eval"] = eval_settings.to_dict()
-        fileio.write_json(out / CONFIG_FILE, config)
+        config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
         info = model_info(model, id=str(out / "model"), base_model=parents[0]["base_model"])
         result = evaluate_model(model, tokenizer, bench, eval_settings, out, model_info=info,
                                 method_info=MethodInfo(name=MERGE_METHOD, params=params), label=label,

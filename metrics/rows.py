@@ -25,14 +25,9 @@ def _where(index: int | None) -> str:
     return f"row {index}: " if index is not None else ""
 
 
-def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
-                line: int | None = None) -> str:
-    """Validate one ``samples.jsonl`` row and return its kind (``sc`` or ``qa``).
-
-    The kind is the row's ``kind`` field when present, else derived from the id by the organisers'
-    rule (drop the last character, look for ``sc``/``qa``); when both exist they must agree.
-    ``index`` is the 0-based position (for in-memory rows), ``path``/``line`` the file position.
-    """
+def _row_checker(row: Any, index: int | None, path: str | Path | None, line: int | None):
+    """Check that ``row`` is an object with a non-empty string ``id``; return a function that builds
+    a :class:`DataError` naming the row's position and id (shared by both row kinds)."""
     if not isinstance(row, Mapping):
         raise DataError(f"{_where(index)}expected a JSON object, got {type(row).__name__}", path, line)
     record_id = row.get("id")
@@ -41,6 +36,19 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
 
     def fail(message: str) -> DataError:
         return DataError(f"{_where(index)}{message}", path, line, record_id)
+
+    return fail
+
+
+def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
+                line: int | None = None) -> str:
+    """Validate one ``samples.jsonl`` row and return its kind (``sc`` or ``qa``).
+
+    The kind is the row's ``kind`` field when present, else derived from the id by the organisers'
+    rule (drop the last character, look for ``sc``/``qa``); when both exist they must agree.
+    ``index`` is the 0-based position (for in-memory rows), ``path``/``line`` the file position.
+    """
+    fail = _row_checker(row, index, path, line)
 
     split = row.get("split")
     if split not in SPLITS:
@@ -53,7 +61,7 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
     loss = row.get("answer_loss")
     if loss is not None and (isinstance(loss, bool) or not isinstance(loss, (int, float)) or not math.isfinite(loss)):
         raise fail(f"field 'answer_loss' must be a finite number or null, got {loss!r}")
-    from_id = kind_from_id(record_id)
+    from_id = kind_from_id(row["id"])
     kind = row.get("kind", from_id)
     if kind not in KINDS:
         raise fail(f"cannot tell the item kind: field 'kind' is {row.get('kind')!r} and the id does not end in "
@@ -66,14 +74,7 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
 def check_mia_row(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
                   line: int | None = None) -> None:
     """Validate one ``mia.jsonl`` row: ``set``, ``id``, a finite ``loss``; optional attack fields."""
-    if not isinstance(row, Mapping):
-        raise DataError(f"{_where(index)}expected a JSON object, got {type(row).__name__}", path, line)
-    record_id = row.get("id")
-    if not isinstance(record_id, str) or not record_id:
-        raise DataError(f"{_where(index)}field 'id' must be a non-empty string, got {record_id!r}", path, line)
-
-    def fail(message: str) -> DataError:
-        return DataError(f"{_where(index)}{message}", path, line, record_id)
+    fail = _row_checker(row, index, path, line)
 
     if row.get("set") not in MIA_SETS:
         raise fail(f"field 'set' must be one of {', '.join(MIA_SETS)}, got {row.get('set')!r}")

@@ -75,6 +75,18 @@ def all_mini_texts() -> list[str]:
     return [r["input"] + r["output"] for r in rows] + [d["document"] for d in MINI_MEMBERS + MINI_NONMEMBERS]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread for the whole suite (even when OMP_NUM_THREADS was set otherwise): tiny
+    models run fastest that way, and on a 2-core machine extra threads mostly wait for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def mini_benchmark(tmp_path: Path) -> Path:
     return make_mini_benchmark(tmp_path / "bench")

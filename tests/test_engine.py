@@ -16,14 +16,6 @@ from conftest import MINI_FORGET, MINI_NONMEMBERS, MINI_MEMBERS, MINI_RETAIN, al
 from harness import engine  # noqa: E402
 from harness.models import load_model, model_info, weight_hash  # noqa: E402
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and on a shared 2-core machine multi-threaded kernels
-    mostly wait for each other; restored afterwards for the rest of the suite."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 ROWS = MINI_FORGET + MINI_RETAIN

@@ -16,14 +16,6 @@ from harness import load_benchmark, read_result  # noqa: E402
 from harness.evaluate import EvalSettings, evaluate_model  # noqa: E402
 from harness.fileio import read_jsonl  # noqa: E402
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and on a shared 2-core machine multi-threaded kernels
-    mostly wait for each other; restored afterwards for the rest of the suite."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 SAMPLE_FIELDS = {"split", "id", "task", "kind", "input", "reference", "generation", "answer_loss", "regurgitation",

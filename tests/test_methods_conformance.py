@@ -40,15 +40,6 @@ def _method_names() -> list:
 METHOD_NAMES = _method_names()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, oversubscribed threads make tiny models crawl."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _params_for(cls) -> dict:

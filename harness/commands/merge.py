@@ -17,7 +17,7 @@ def merge_settings_from_args(args: argparse.Namespace):
 
 def _merge(args: argparse.Namespace) -> int:
     from ..merge import merge_runs
-    from .evaluate import settings_from_args
+    from .evaluate import settings_from_args, summary_lines
 
     eval_settings = None if args.no_eval else settings_from_args(args)
     _, _, result = merge_runs(args.runs, merge_settings_from_args(args), args.out, data=args.data, mia=args.mia,
@@ -25,10 +25,8 @@ def _merge(args: argparse.Namespace) -> int:
                               dtype=args.dtype, device=args.device, progress=not args.no_progress)
     print(f"merged {len(args.runs)} runs with {args.how} into {args.out}")
     if result is not None:
-        for key in ("task_aggregate", "mia_auc", "mia_score", "utility", "mmlu", "final_score_utility", "final_score"):
-            value = result.metrics.get(key)
-            if value is not None:
-                print(f"  {key:<20} {value:.4f}")
+        for line in summary_lines(result):
+            print(line)
     return 0
 
 
