@@ -127,7 +127,7 @@ def run_demo(plan: DemoPlan) -> Path:
         _say(f"      warning: target quality gates failed: {report['failed']}")
     timings["target"] = time.perf_counter() - t
 
-    utility = MCQSpec(source=str(Path(world) / "utility"), metric_name="utility")
+    utility = MCQSpec(source=str(Path(world) / "utility"), metric_name="utility", prompt_format="cloze")
     eval_settings = EvalSettings(utility=utility, max_new_tokens=DEMO_MAX_NEW_TOKENS, progress=True)
 
     t = time.perf_counter()

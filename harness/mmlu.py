@@ -64,6 +64,15 @@ DESCRIPTION = "The following are multiple choice questions (with answers) about 
 DOC_TO_TEXT = "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\nC. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
 TARGET_DELIMITER = " "
 FEWSHOT_DELIMITER = "\n\n"
+# The cloze layout, exactly as lm-eval's ``mmlu_continuation`` tasks write it
+# (``lm_eval/tasks/mmlu/continuation/_continuation_template_yaml``): no choices in the prompt, and
+# each choice's own text is the scored continuation.
+CONTINUATION_DESCRIPTION = "The following are questions (with answers) about {subject}.\n\n"
+CONTINUATION_DOC_TO_TEXT = "Question: {{question.strip()}}\nAnswer:"
+#: ``letters``: MMLU's own layout (choices listed, the answer letter scored). ``cloze``: lm-eval's
+#: ``mmlu_continuation`` (the answer text scored) -- the formulation OLMES recommends for models too
+#: small to map a recalled answer onto a letter, which is what the embedded world's target is.
+PROMPT_FORMATS = ("letters", "cloze")
 
 
 def _user_error(message: str) -> Exception:
@@ -93,10 +102,14 @@ class MCQSpec:
     """Overrides the protocol's shot count (recorded; a non-default count is not the protocol's number)."""
     samples_path: Optional[str] = None
     """When set, one JSON line per question (subject, answer, prediction, log-likelihoods) is written here."""
+    prompt_format: str = "letters"
+    """``letters`` (MMLU's layout; the SemEval protocol) or ``cloze`` (lm-eval's ``mmlu_continuation``)."""
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise _user_error(f"unknown MMLU protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise _user_error(f"unknown MCQ prompt format {self.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
         if self.metric_name not in METRIC_NAMES:
             raise _user_error(f"unknown MCQ metric name {self.metric_name!r}; choose one of {', '.join(METRIC_NAMES)}")
         if self.limit is not None and self.limit < 1:
@@ -154,8 +167,11 @@ def _task_name(metric: str, subject: str) -> str:
     return f"unlearnbench_{metric}_" + re.sub(r"[^A-Za-z0-9_]", "_", subject)
 
 
-def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str, shots: int) -> dict[str, Any]:
-    """One subject's lm-eval task config: lm-eval's mmlu template with absolute local data files."""
+def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str, shots: int,
+                 prompt_format: str = "letters") -> dict[str, Any]:
+    """One subject's lm-eval task config: lm-eval's mmlu template (``letters``) or its
+    mmlu_continuation template (``cloze``) with absolute local data files."""
+    cloze = prompt_format == "cloze"
     config: dict[str, Any] = {
         "task": name,
         "task_alias": subject,
@@ -163,9 +179,9 @@ def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str,
         "dataset_kwargs": {"data_files": files, "cache_dir": cache_dir},
         "test_split": "test",
         "output_type": "multiple_choice",
-        "description": DESCRIPTION.format(subject=subject.replace("_", " ")),
-        "doc_to_text": DOC_TO_TEXT,
-        "doc_to_choice": list(LETTERS),
+        "description": (CONTINUATION_DESCRIPTION if cloze else DESCRIPTION).format(subject=subject.replace("_", " ")),
+        "doc_to_text": CONTINUATION_DOC_TO_TEXT if cloze else DOC_TO_TEXT,
+        "doc_to_choice": "{{choices}}" if cloze else list(LETTERS),
         "doc_to_target": "answer",
         "target_delimiter": TARGET_DELIMITER,
         "fewshot_delimiter": FEWSHOT_DELIMITER,
@@ -200,7 +216,8 @@ def _write_tasks(mcq: MCQSet, subjects: list[str], spec: MCQSpec, folder: Path) 
             files["dev"] = str(fileio.write_jsonl(folder / "data" / f"{name}.dev.jsonl",
                                                   [i.to_json() for i in dev[:shots]]).resolve())
         fileio.write_text(folder / f"{name}.yaml",
-                          yaml.safe_dump(_task_config(name, subject, files, cache_dir, shots), sort_keys=False))
+                          yaml.safe_dump(_task_config(name, subject, files, cache_dir, shots, spec.prompt_format),
+                                         sort_keys=False))
     group = f"unlearnbench_{spec.metric_name}"
     fileio.write_text(folder / f"{group}.yaml", yaml.safe_dump({
         "group": group,
@@ -273,18 +290,21 @@ def _group_acc(out: dict, group: str | None) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _prompt_settings(tokenizer, shots: int) -> dict[str, Any]:
+def _prompt_settings(tokenizer, shots: int, prompt_format: str = "letters") -> dict[str, Any]:
     probe = tokenizer("x")["input_ids"]
+    cloze = prompt_format == "cloze"
     return {
-        "description": DESCRIPTION,
-        "doc_to_text": DOC_TO_TEXT,
-        "choices": [TARGET_DELIMITER + c for c in LETTERS],
+        "format": prompt_format,
+        "description": CONTINUATION_DESCRIPTION if cloze else DESCRIPTION,
+        "doc_to_text": CONTINUATION_DOC_TO_TEXT if cloze else DOC_TO_TEXT,
+        "choices": "' ' + each choice's text" if cloze else [TARGET_DELIMITER + c for c in LETTERS],
         "target_delimiter": TARGET_DELIMITER,
         "fewshot_delimiter": FEWSHOT_DELIMITER,
         "fewshot_split": "dev" if shots else None,
         "fewshot_sampler": "first_n (the first dev items in file order)" if shots else None,
         "chat_template": False,
-        "scoring": "argmax over the summed log-likelihood of each continuation ' A'..' D' (first maximum wins)",
+        "scoring": ("argmax over the summed log-likelihood of each continuation "
+                    + ("' ' + choice text" if cloze else "' A'..' D'") + " (first maximum wins)"),
         "bos_prepended": bool(tokenizer.bos_token_id is not None and probe and probe[0] == tokenizer.bos_token_id),
     }
 
@@ -322,10 +342,10 @@ def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
         fileio.write_jsonl(spec.samples_path, rows)
         settings["samples_path"] = str(spec.samples_path)
     info = MMLUInfo(protocol=spec.protocol, source=settings.pop("source_resolved", spec.source),
-                    metric_name=spec.metric_name, num_fewshot=spec.shots, n_questions=n, subjects=subjects,
+                    metric_name=spec.metric_name, num_fewshot=spec.shots, prompt_format=spec.prompt_format, n_questions=n, subjects=subjects,
                     limit=spec.limit, full=full, settings=settings)
-    log.info("%s (%s, %d-shot): %.4f over %d questions in %d subjects%s", spec.metric_name, spec.protocol,
-             spec.shots, accuracy, n, len(subjects), "" if full else " (not the full set)")
+    log.info("%s (%s, %s, %d-shot): %.4f over %d questions in %d subjects%s", spec.metric_name, spec.protocol,
+             spec.prompt_format, spec.shots, accuracy, n, len(subjects), "" if full else " (not the full set)")
     return accuracy, info
 
 
@@ -395,8 +415,9 @@ def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
         "data_hash": mcq.content_hash(subjects),
         "subjects_filter": _filter_tokens(spec.subjects) or None,
         "n_subjects_available": len(mcq.subjects),
-        "task_configs": "lm-eval mmlu default template with local absolute data_files (dataset_path: json)",
-        "prompt": _prompt_settings(tokenizer, spec.shots),
+        "task_configs": (f"lm-eval {'mmlu_continuation' if spec.prompt_format == 'cloze' else 'mmlu default'} "
+                         "template with local absolute data_files (dataset_path: json)"),
+        "prompt": _prompt_settings(tokenizer, spec.shots, spec.prompt_format),
         "lm_eval_group_acc": _group_acc(out, group),
     }
     if spec.metric_name == "mmlu":
@@ -425,15 +446,17 @@ def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
 
     tokens = _filter_tokens(spec.subjects)
     subjects = resolve_subjects(list(MMLU_SUBJECT_CATEGORIES), spec.subjects, "MMLU (hub)")
+    suffix = "_continuation" if spec.prompt_format == "cloze" else ""
     if not tokens:
-        tasks = ["mmlu"]
+        tasks = [f"mmlu{suffix}"]
     elif len(tokens) == 1 and tokens[0] in MMLU_GROUPS:
-        tasks = [f"mmlu_{tokens[0]}"]
+        tasks = [f"mmlu_{tokens[0]}{suffix}"]
     else:
-        tasks = [f"mmlu_{s}" for s in subjects]
+        tasks = [f"mmlu_{s}{suffix}" for s in subjects]
     # task_manager=None: lm-eval builds its own index of built-in tasks.
     out = _evaluate(model, tokenizer, spec, tasks, None, num_fewshot=spec.shots, limit=spec.limit)
-    task_to_subject = {t: t[len("mmlu_"):] for t in out["samples"] if t.startswith("mmlu_")}
+    task_to_subject = {t: t[len("mmlu_"):len(t) - len(suffix)] for t in out["samples"]
+                       if t.startswith("mmlu_") and t.endswith(suffix)}
     rows = _per_sample(out, task_to_subject)
     _check_shots(out, task_to_subject, spec.shots)
     truncated = spec.limit is not None and any(n > spec.limit for n in
@@ -443,9 +466,9 @@ def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     settings: dict[str, Any] = {
         "source_resolved": "hub:cais/mmlu",
         "lm_eval_tasks": tasks,
-        "task_configs": "lm-eval built-in mmlu tasks" + (f", num_fewshot={spec.shots}" if spec.shots else ""),
+        "task_configs": f"lm-eval built-in mmlu{suffix} tasks" + (f", num_fewshot={spec.shots}" if spec.shots else ""),
         "subjects_filter": tokens or None,
-        "prompt": _prompt_settings(tokenizer, spec.shots),
+        "prompt": _prompt_settings(tokenizer, spec.shots, spec.prompt_format),
         "lm_eval_group_acc": _group_acc(out, tasks[0]) if len(tasks) == 1 else None,
     }
     return _finish(spec, rows, sorted(set(task_to_subject.values())), full, settings)
@@ -498,6 +521,12 @@ def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mmlu-protocol", choices=PROTOCOLS, default="semeval2025",
                    help="semeval2025: 5-shot from dev, micro average (default); lm-eval: lm-eval's mmlu "
                         "defaults (0-shot)")
+    g.add_argument("--mmlu-format", choices=PROMPT_FORMATS, default="letters",
+                   help="letters: MMLU's layout, the answer letter is scored (default; the SemEval protocol); "
+                        "cloze: lm-eval's mmlu_continuation, each choice's text is scored")
+    g.add_argument("--utility-format", choices=PROMPT_FORMATS, default="cloze",
+                   help="prompt format of the --utility set (default cloze: the embedded target is trained and "
+                        "gated in that format; a 1M-parameter model answers letter prompts at chance)")
     g.add_argument("--mmlu-subjects", metavar="LIST|GROUP", default=None,
                    help=f"comma-separated subjects or one of {', '.join(MMLU_GROUPS)} (recorded; not the full MMLU)")
     g.add_argument("--mmlu-limit", type=int, metavar="N", default=None,
@@ -516,15 +545,15 @@ def specs_from_args(args: argparse.Namespace) -> tuple[MCQSpec | None, MCQSpec |
     if getattr(args, "mmlu", None):
         mmlu = MCQSpec(source=args.mmlu, protocol=protocol, subjects=getattr(args, "mmlu_subjects", None),
                        limit=getattr(args, "mmlu_limit", None), metric_name="mmlu", batch_size=batch,
-                       num_fewshot=fewshot)
+                       num_fewshot=fewshot, prompt_format=getattr(args, "mmlu_format", "letters") or "letters")
     utility = None
     if getattr(args, "utility", None):
         utility = MCQSpec(source=args.utility, protocol=protocol, metric_name="utility", batch_size=batch,
-                          num_fewshot=fewshot)
+                          num_fewshot=fewshot, prompt_format=getattr(args, "utility_format", "cloze") or "cloze")
     return mmlu, utility
 
 
 __all__ = [
     "MCQSpec", "run_mcq", "check_mcq_source", "resolve_subjects", "mmlu_floor_check", "add_mcq_arguments", "specs_from_args",
-    "PROTOCOLS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
+    "PROTOCOLS", "PROMPT_FORMATS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
 ]

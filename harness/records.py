@@ -90,6 +90,8 @@ class MMLUInfo(_Frozen):
     metric_name: str = "mmlu"
     """``mmlu`` or ``utility`` (the synthetic world's general-knowledge set)."""
     num_fewshot: int
+    prompt_format: str = "letters"
+    """``letters`` (MMLU's layout) or ``cloze`` (lm-eval's ``mmlu_continuation``: the choice text is scored)."""
     n_questions: int
     subjects: list[str] = Field(default_factory=list)
     limit: Optional[int] = None

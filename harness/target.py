@@ -9,16 +9,17 @@ set for membership inference. :func:`train_target` does the same on a world from
 * a small Llama (:func:`harness.tiny.tiny_llama`) trained on every forget and retain record exactly
   as it will be prompted — ``BOS + input + " " + output + EOS`` (for a sentence-completion item that
   is the whole document, since the world splits documents at a space) — plus the utility fact
-  documents and the utility dev/val multiple-choice items as lm-eval-style k-shot chains (choices
-  reshuffled every epoch, loss on the answer letters). Never the non-members, never the utility test
-  items;
+  documents and utility questions in lm-eval's cloze layout (``Question: …\nAnswer: <choice text>``,
+  k-shot chains, loss on the answers): the dev/val items and every fact asked in training-only
+  wordings. Never the non-members, never the utility test items' wording;
 * a plain AdamW loop (this is not the unlearning loop), deterministic on CPU for a fixed seed;
 * saved with ``save_pretrained`` (safetensors) + the tokenizer, so transformers, lm-eval and the
   harness load it by path; cached by a hash of (world content, config, harness version);
 * quality gates measured with the harness's own evaluation (``harness.evaluate.evaluate_model`` and
-  ``harness.mmlu.run_mcq``), written to ``target_report.json``. The utility MCQ accuracy is reported
-  as a soft check only: the small target memorises the almanac facts but does not learn to use them
-  in multiple-choice form (chance level, 0.20-0.29, in every small recipe measured).
+  ``harness.mmlu.run_mcq``), written to ``target_report.json``. The utility set is scored in the cloze
+  format (``MCQSpec(prompt_format="cloze")``, lm-eval's ``mmlu_continuation``): a 1M-parameter model
+  that knows every fact still answers MMLU's *letter* format at chance (0.20-0.30 in every small
+  recipe measured, letter-format practice included), the reason OLMES scores small models in cloze form.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import logging
 import math
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -44,8 +46,8 @@ log = logging.getLogger("unlearnbench.target")
 TARGET_FILE = "target.json"
 REPORT_FILE = "target_report.json"
 WEIGHTS_FILE = "model.safetensors"
-RECIPE_VERSION = "1"
-LETTERS = ("A", "B", "C", "D")
+RECIPE_VERSION = "2"  # 2: utility trained and scored in the cloze format
+FEWSHOT_DELIMITER = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,9 @@ class TargetConfig:
     """Padded tokens per batch (batches are groups of similar-length sequences)."""
     max_batch_rows: int
     weight_decay: float = 0.0
-    mcq_repeats: int = 2
-    """Different seeded chainings of the dev+val MCQ items per epoch (more answer letters to learn from)."""
-    fact_mcq_phrasings: int = 0
-    """Train-only MCQ questions per almanac fact per epoch, each in a training wording
-    (:func:`_fact_mcq_chains`); 0 (the presets) trains on the dev+val items only. Experimental: with 4
-    (plus hints, lr 3e-3, 40 epochs) the small target reached only 0.30 utility in ~165 s, so the
-    presets do not pay its cost yet."""
-    fact_mcq_hints: float = 0.0
-    """Share of those questions prefixed with ``(Town: answer)``: an in-context copy task meant to
-    bootstrap the letter-lookup skill before it has to work from memory."""
+    utility_phrasings: int = 2
+    """Training wordings (:data:`harness.world.TRAIN_PHRASINGS`) per almanac fact per epoch, as cloze
+    QA items (:func:`_utility_qa_chains`); 0 trains the utility dev+val items only."""
     threads: int = 1
     """torch CPU threads while training and measuring. One: on a shared 2-core machine OpenMP threads
     spin-wait for each other, and a 2-thread training step was measured 5x slower than a 1-thread one."""
@@ -81,11 +76,11 @@ class TargetConfig:
 CONFIGS: dict[str, TargetConfig] = {
     # small: measured ~110 CPU-seconds (one thread) for the default world; see target.json.
     "small": TargetConfig(hidden_size=128, num_layers=2, num_heads=4, vocab_size=2048, epochs=32, lr=2e-3,
-                          warmup_steps=20, batch_tokens=2048, max_batch_rows=32, mcq_repeats=1),
+                          warmup_steps=20, batch_tokens=2048, max_batch_rows=32),
     "medium": TargetConfig(hidden_size=256, num_layers=4, num_heads=4, vocab_size=4096, epochs=32, lr=1.5e-3,
-                           warmup_steps=50, batch_tokens=4096, max_batch_rows=64, mcq_repeats=2),
+                           warmup_steps=50, batch_tokens=4096, max_batch_rows=64),
     "large": TargetConfig(hidden_size=384, num_layers=6, num_heads=6, vocab_size=8192, epochs=32, lr=1e-3,
-                          warmup_steps=100, batch_tokens=4096, max_batch_rows=64, mcq_repeats=2),
+                          warmup_steps=100, batch_tokens=4096, max_batch_rows=64),
 }
 
 #: Quality gates: (report key, threshold); the value must be >= the threshold.
@@ -95,29 +90,32 @@ GATES: tuple[tuple[str, float], ...] = (
     ("retain/regurgitation", 0.9),
     ("forget/knowledge", 0.8),
     ("retain/knowledge", 0.8),
+    # "well above chance" (0.25): lm-eval, 5-shot, cloze format (test wording never trained).
+    ("utility", 0.6),
 )
-#: Reported, not gated: the utility MCQ accuracy should be well above chance (0.25), but the small
-#: 2-layer target does not learn to *use* its memorised almanac facts in a multiple-choice format
-#: (measured at chance for every small recipe tried; see the issue note), so a failure here warns.
-SOFT_CHECKS: tuple[tuple[str, float], ...] = (("utility", 0.4),)
-
 
 class TargetError(ValueError):
     """The target cannot be trained or saved (names the folder and what was expected)."""
 
 
 # -- text formats ----------------------------------------------------------------------------------
-def mcq_block(question: str, choices: tuple[str, ...] | list[str]) -> str:
-    """One question as lm-eval's MMLU template writes it (``doc_to_text``), ending in ``Answer:``."""
-    lines = [question.strip()] + [f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices)]
-    return "\n".join(lines) + "\nAnswer:"
+def qa_block(question: str) -> str:
+    """One utility question as lm-eval's ``mmlu_continuation`` writes it, ending in ``Answer:``."""
+    from .mmlu import CONTINUATION_DOC_TO_TEXT
+
+    return CONTINUATION_DOC_TO_TEXT.replace("{{question.strip()}}", question.strip())
 
 
-def mcq_prompt(subject: str, shots: list, item) -> str:
-    """lm-eval's MMLU k-shot context: description, solved shots, then the question (no answer)."""
-    description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-    solved = [mcq_block(s.question, s.choices) + " " + LETTERS[s.answer] for s in shots]
-    return description + "".join(s + "\n\n" for s in solved) + mcq_block(item.question, item.choices)
+def qa_description(subject: str) -> str:
+    from .mmlu import CONTINUATION_DESCRIPTION
+
+    return CONTINUATION_DESCRIPTION.format(subject=subject.replace("_", " "))
+
+
+def qa_prompt(subject: str, shots: list, item) -> str:
+    """lm-eval's k-shot cloze context: description, solved shots (answer = choice text), the question."""
+    solved = [qa_block(s.question) + " " + s.choices[s.answer] for s in shots]
+    return qa_description(subject) + "".join(s + FEWSHOT_DELIMITER for s in solved) + qa_block(item.question)
 
 
 # -- world reading ---------------------------------------------------------------------------------
@@ -125,8 +123,8 @@ def mcq_prompt(subject: str, shots: list, item) -> str:
 class WorldTexts:
     train_texts: list[str]
     """Trained with BOS … EOS: records as ``input + " " + output`` and fact documents."""
-    mcq_by_epoch: list[list[str]]
-    """Each epoch's MCQ chains (loss on the answer letters only), BOS added on a seeded coin flip."""
+    qa_by_epoch: list[list[str]]
+    """Each epoch's utility QA chains (loss on the answers only), BOS added on a seeded coin flip."""
     tokenizer_texts: list[str]
     """Every text in the world (members, non-members, all MCQ splits)."""
 
@@ -146,91 +144,58 @@ def _read_world(world: Path):
     return bench, facts, mcq
 
 
-def _mcq_chains(mcq, rng: random.Random, chain: int, repeats: int) -> list[str]:
-    """One epoch's MCQ training texts: the dev + val items, each with its choices in a fresh random
-    order, in chains of ``chain`` solved questions after lm-eval's description line (exactly what a
-    k-shot prompt looks like, so one sequence teaches every shot position). Reshuffling the choices
-    every epoch means an answer letter cannot be memorised per question: the model has to learn to
-    pick the choice that matches what it knows about the town."""
-    out = []
-    for subject in mcq.subjects:
-        pool = list(mcq.data[subject].get("dev", [])) + list(mcq.data[subject].get("val", []))
-        description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-        for _ in range(repeats):
-            rng.shuffle(pool)
-            for start in range(0, len(pool), chain):
-                solved = []
-                for item in pool[start:start + chain]:
-                    order = list(range(4))
-                    rng.shuffle(order)
-                    choices = [item.choices[k] for k in order]
-                    solved.append(mcq_block(item.question, choices) + " " + LETTERS[order.index(item.answer)])
-                out.append(description + "\n\n".join(solved))
-    return out
+def _utility_qa_chains(mcq, facts: list[dict[str, str]], rng: random.Random, chain: int,
+                       phrasings: int) -> list[str]:
+    """One epoch's utility training texts, in the cloze layout the utility set is scored in
+    (lm-eval's ``mmlu_continuation``: ``Question: …\nAnswer: <choice text>``), chained ``chain`` at
+    a time after the subject's description line, exactly as a k-shot prompt reads.
 
-
-def _fact_mcq_chains(facts: list[dict[str, str]], rng: random.Random, chain: int, phrasings: int,
-                     hints: float = 0.0) -> list[str]:
-    """One epoch's *train-only* MCQ chains over every almanac fact, asked with
-    :data:`harness.world.TRAIN_PHRASINGS` (never the utility CSVs' wording).
-
-    The dev+val items alone are ~100 questions: a tiny model memorises their letters instead of
-    learning the skill the utility score measures (recall the town's fact, find the choice that
-    names it, answer its letter). Here every fact is asked ``phrasings`` ways each epoch, with fresh
-    distractors from the attribute's pool and the correct answer placed on each letter A-D equally
-    often (a shuffled balanced list of positions), so no letter or position carries a prior."""
+    The questions are the dev + val items (in their own wording) and, for every almanac fact, the
+    first ``phrasings`` wordings of :data:`harness.world.TRAIN_PHRASINGS` (never the utility CSVs'
+    wording), so what the test split measures is whether the model *recalls the fact* when asked in
+    a wording it never saw. The fact documents themselves are trained as ordinary texts."""
     from .world import TRAIN_PHRASINGS, almanac_attributes
 
     out = []
-    for subject in sorted({s for s, _, _, _ in almanac_attributes()}):
-        items = [(fact, attr, pool, TRAIN_PHRASINGS[attr][k % len(TRAIN_PHRASINGS[attr])])
-                 for s, attr, pool, _ in almanac_attributes() if s == subject for fact in facts
-                 for k in range(phrasings)]
-        rng.shuffle(items)
-        # Each letter equally often, in a random order (a cycling order would be a shortcut to learn).
-        positions = [i % 4 for i in range(len(items))]
-        rng.shuffle(positions)
-        solved = []
-        for (fact, attr, pool, wording), position in zip(items, positions):
-            correct = fact[attr]
-            choices = rng.sample([v for v in pool if v != correct], 3)
-            choices.insert(position, correct)
-            question = wording.format(town=fact["town"])
-            if rng.random() < hints:
-                question = f"({fact['town']}: {correct}) {question}"
-            solved.append(mcq_block(question, choices) + " " + LETTERS[position])
-        description = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-        out.extend(description + "\n\n".join(solved[start:start + chain]) for start in range(0, len(solved), chain))
+    for subject in mcq.subjects:
+        pool = [(item.question, item.choices[item.answer]) for split in ("dev", "val")
+                for item in mcq.data[subject].get(split, [])]
+        pool += [(TRAIN_PHRASINGS[attr][k].format(town=fact["town"]), fact[attr])
+                 for s, attr, _, _ in almanac_attributes() if s == subject for fact in facts
+                 for k in range(min(phrasings, len(TRAIN_PHRASINGS[attr])))]
+        rng.shuffle(pool)
+        description = qa_description(subject)
+        for start in range(0, len(pool), chain):
+            out.append(description + FEWSHOT_DELIMITER.join(qa_block(q) + " " + a for q, a in pool[start:start + chain]))
     return out
 
 
-def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, repeats: int = 1,
-                 fact_phrasings: int = 0, hints: float = 0.0) -> WorldTexts:
-    """The training texts (records and facts; MCQ chains per epoch) and the tokenizer's corpus."""
+def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, phrasings: int = 2) -> WorldTexts:
+    """The training texts (records and facts; utility QA chains per epoch) and the tokenizer's corpus."""
     from .world import parse_fact
 
     rng = random.Random(seed)
     train = [f"{r.input} {r.output}" for r in bench.records] + list(facts)
-    parsed = [parse_fact(f) for f in facts] if fact_phrasings else []
-    mcq_by_epoch = [_mcq_chains(mcq, rng, chain, repeats) + _fact_mcq_chains(parsed, rng, chain, fact_phrasings, hints)
-                    for _ in range(epochs)]
-    all_mcq = [mcq_block(item.question, item.choices) + " " + LETTERS[item.answer]
-               for subject in mcq.subjects for split in ("dev", "val", "test")
-               for item in mcq.data[subject].get(split, [])]
-    tokenizer_texts = (train + [d.document for d in bench.members + bench.nonmembers] + all_mcq
-                       + (mcq_by_epoch[0] if mcq_by_epoch and fact_phrasings else [])
-                       + [mcq_prompt(s, [], mcq.data[s]["test"][0]) for s in mcq.subjects])
-    return WorldTexts(train, mcq_by_epoch, tokenizer_texts)
+    parsed = [parse_fact(f) for f in facts]
+    qa_by_epoch = [_utility_qa_chains(mcq, parsed, rng, chain, phrasings) for _ in range(epochs)]
+    all_qa = [qa_block(item.question) + " " + item.choices[item.answer]
+              for subject in mcq.subjects for split in ("dev", "val", "test")
+              for item in mcq.data[subject].get(split, [])]
+    tokenizer_texts = (train + [d.document for d in bench.members + bench.nonmembers] + all_qa
+                       + (qa_by_epoch[0] if qa_by_epoch else [])
+                       + [qa_description(s) for s in mcq.subjects])
+    return WorldTexts(train, qa_by_epoch, tokenizer_texts)
 
 
 def _answer_mask(tokenizer, text: str) -> tuple[list[int], list[bool]]:
-    """Token ids of an MCQ chain (no special tokens) and which tokens are answer letters.
-
-    Only the letters are trained: the questions' distractors and choice order are random, and
-    fitting them would spend capacity on noise."""
+    """Token ids of a utility QA chain (no special tokens) and which tokens belong to an answer
+    (the text after ``Answer: `` up to the end of its line). Only the answers are trained: the
+    questions are given in the prompt at test time, and fitting them would spend capacity on them."""
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    letter_chars = {i + len("Answer: ") for i in range(len(text)) if text.startswith("Answer: ", i)}
-    mask = [any(start <= c < end for c in letter_chars) for start, end in enc["offset_mapping"]]
+    answer_chars: set[int] = set()
+    for match in re.finditer(r"Answer: ([^\n]*)", text):
+        answer_chars.update(range(match.start(1), match.end(1)))
+    mask = [any(c in answer_chars for c in range(start, end)) for start, end in enc["offset_mapping"]]
     return enc["input_ids"], mask
 
 
@@ -256,12 +221,12 @@ def _batches(lengths: list[int], config: TargetConfig) -> list[list[int]]:
     return length_batches(lengths, config.max_batch_rows, config.batch_tokens)
 
 
-def _fit(model, base: list[list[int]], mcq_by_epoch: list[list[tuple[list[int], list[bool]]]], bos_id: int,
+def _fit(model, base: list[list[int]], qa_by_epoch: list[list[tuple[list[int], list[bool]]]], bos_id: int,
          pad_id: int, config: TargetConfig, seed: int, progress: bool) -> list[float]:
     """AdamW with linear warm-up and cosine decay over length-grouped batches in a seeded order.
 
-    Every epoch trains the ``base`` sequences (loss on every token) and that epoch's MCQ chains
-    (ids, mask of the tokens that carry loss). MCQ chains are stored without BOS and get it on a
+    Every epoch trains the ``base`` sequences (loss on every token) and that epoch's utility QA chains
+    (ids, mask of the tokens that carry loss). QA chains are stored without BOS and get it on a
     seeded coin flip (lm-eval adds BOS or not depending on its settings; the model learns both).
     """
     import torch
@@ -269,7 +234,7 @@ def _fit(model, base: list[list[int]], mcq_by_epoch: list[list[tuple[list[int], 
 
     rng = random.Random(seed)
     epoch_rows = []
-    for extra in mcq_by_epoch:
+    for extra in qa_by_epoch:
         rows = [(seq, None, False) for seq in base] + [(ids, keep, True) for ids, keep in extra]
         epoch_rows.append((rows, _batches([len(r[0]) + 1 for r in rows], config)))
     total = sum(len(batches) for _, batches in epoch_rows)
@@ -333,7 +298,7 @@ def measure_gates(model, tokenizer, bench, utility_dir: Path, progress: bool = T
     from .evaluate import EvalSettings, evaluate_model
     from .mmlu import MCQSpec
 
-    settings = EvalSettings(utility=MCQSpec(source=str(utility_dir), metric_name="utility"), answer_losses=False,
+    settings = EvalSettings(utility=MCQSpec(source=str(utility_dir), metric_name="utility", prompt_format="cloze"), answer_losses=False,
                             cache=False, progress=progress, **settings_overrides)
     metrics = evaluate_model(model, tokenizer, bench, settings).metrics
     out: dict[str, Any] = {}
@@ -398,14 +363,13 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and info is None)):
         raise TargetError(f"{out}: exists and is not a target model folder (no {TARGET_FILE}); refusing to overwrite")
 
-    texts = _world_texts(bench, facts, mcq, seed, config.epochs, repeats=config.mcq_repeats,
-                         fact_phrasings=config.fact_mcq_phrasings, hints=config.fact_mcq_hints)
+    texts = _world_texts(bench, facts, mcq, seed, config.epochs, phrasings=config.utility_phrasings)
     started, cpu_started = time.perf_counter(), time.process_time()
     tokenizer = train_bpe_tokenizer(texts.tokenizer_texts, vocab_size=config.vocab_size)
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
     sequences = [tokenizer(t)["input_ids"] + [eos] for t in texts.train_texts]
-    mcq_by_epoch = [[_answer_mask(tokenizer, text) for text in chains] for chains in texts.mcq_by_epoch]
-    longest = max(len(s) for s in sequences + [ids for epoch in mcq_by_epoch for ids, _ in epoch]) + 1
+    qa_by_epoch = [[_answer_mask(tokenizer, text) for text in chains] for chains in texts.qa_by_epoch]
+    longest = max(len(s) for s in sequences + [ids for epoch in qa_by_epoch for ids, _ in epoch]) + 1
 
     torch.manual_seed(seed)
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -416,7 +380,7 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         model = tiny_llama(tokenizer, hidden_size=config.hidden_size, num_layers=config.num_layers,
                            num_heads=config.num_heads, max_positions=max(1024, 2 ** math.ceil(math.log2(longest))),
                            seed=seed)
-        epoch_losses = _fit(model, sequences, mcq_by_epoch, bos, eos, config, seed, progress)
+        epoch_losses = _fit(model, sequences, qa_by_epoch, bos, eos, config, seed, progress)
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
@@ -444,8 +408,8 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         "recipe_version": RECIPE_VERSION,
         "unlearnbench_version": harness_version(),
         "parameters": n_params,
-        "train_sequences_per_epoch": len(sequences) + len(mcq_by_epoch[0]),
-        "train_tokens_per_epoch": sum(len(s) for s in sequences) + sum(len(ids) for ids, _ in mcq_by_epoch[0]),
+        "train_sequences_per_epoch": len(sequences) + len(qa_by_epoch[0]),
+        "train_tokens_per_epoch": sum(len(s) for s in sequences) + sum(len(ids) for ids, _ in qa_by_epoch[0]),
         "train_seconds": round(train_seconds, 1),
         "train_cpu_seconds": round(train_cpu_seconds, 1),
         "epoch_losses": [round(x, 4) for x in epoch_losses],
@@ -459,10 +423,9 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
             torch.set_num_threads(threads)
         failed = check_gates(values)
         report = {"gates": {k: t for k, t in GATES}, "values": values, "passed": not failed, "failed": failed,
-                  "soft_checks": {k: t for k, t in SOFT_CHECKS}, "warnings": check_gates(values, SOFT_CHECKS),
                   "parameters": n_params, "train_seconds": round(train_seconds, 1),
                   "measured_with": "harness.evaluate.evaluate_model (semeval2025 mode) + harness.mmlu.run_mcq "
-                                   "(utility, lm-eval 5-shot)"}
+                                   "(utility, lm-eval 5-shot, cloze format)"}
         fileio.write_json(tmp / REPORT_FILE, report)
     fileio.write_json(tmp / TARGET_FILE, target_info)  # last: its presence marks a complete folder
     if out.exists():
@@ -477,4 +440,4 @@ def read_report(model_dir: str | Path) -> dict | None:
 
 
 __all__ = ["train_target", "measure_gates", "check_gates", "read_report", "read_target_info", "cache_key",
-           "mcq_prompt", "mcq_block", "CONFIGS", "GATES", "SOFT_CHECKS", "TargetConfig", "TargetError"]
+           "qa_prompt", "qa_block", "CONFIGS", "GATES", "TargetConfig", "TargetError"]

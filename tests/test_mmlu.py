@@ -96,18 +96,22 @@ def _format(question: str, choices: list[str]) -> str:
     return f"{question.strip()}\nA. {choices[0]}\nB. {choices[1]}\nC. {choices[2]}\nD. {choices[3]}\nAnswer:"
 
 
-def reference_predictions(model, tokenizer, subjects, shots: int, limit: int | None = None) -> list[dict]:
+def reference_predictions(model, tokenizer, subjects, shots: int, limit: int | None = None,
+                          cloze: bool = False) -> list[dict]:
+    """Hand-written scoring. ``cloze``: lm-eval's mmlu_continuation layout ("Question: ..\nAnswer:"
+    and each choice's text as the continuation) instead of MMLU's letters."""
     import torch
 
     rows = []
     for subject in subjects:
-        header = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        kind = "questions" if cloze else "multiple choice questions"
+        header = f"The following are {kind} (with answers) about {subject.replace('_', ' ')}.\n\n"
         for q, c, a in FIXTURE[subject]["dev"][:shots]:
-            header += _format(q, c) + f" {LETTERS[a]}\n\n"
+            header += (f"Question: {q.strip()}\nAnswer: {c[a]}" if cloze else _format(q, c) + f" {LETTERS[a]}") + "\n\n"
         for doc_id, (q, c, a) in enumerate(FIXTURE[subject]["test"][:limit]):
-            context = header + _format(q, c)
+            context = header + (f"Question: {q.strip()}\nAnswer:" if cloze else _format(q, c))
             ctx_ids = tokenizer(context)["input_ids"]
-            wholes = [tokenizer(context + " " + letter)["input_ids"] for letter in LETTERS]
+            wholes = [tokenizer(context + " " + answer)["input_ids"] for answer in (c if cloze else LETTERS)]
             assert all(w[: len(ctx_ids)] == ctx_ids for w in wholes)
             conts = [w[len(ctx_ids):] for w in wholes]
             # Scoring a continuation needs the log-probs at the positions of whole[:-1]; the four
@@ -164,6 +168,21 @@ def test_semeval2025_matches_independent_logits_and_layouts_agree(mcq_dirs, tiny
     assert info.settings["prompt"]["fewshot_sampler"].startswith("first_n")
     # lm-eval's own size-weighted group accuracy is the same micro average.
     assert info.settings["lm_eval_group_acc"] == pytest.approx(results["csv"][0], abs=1e-12)
+
+
+def test_cloze_format_matches_independent_logits(mcq_dirs, tiny_llama, tiny_tokenizer, tmp_path):
+    reference = reference_predictions(tiny_llama, tiny_tokenizer, SUBJECTS, shots=5, cloze=True)
+    assert 0 < sum(r["correct"] for r in reference) < len(reference)
+    assert reference != reference_predictions(tiny_llama, tiny_tokenizer, SUBJECTS, shots=5)  # a different prompt
+    samples = tmp_path / "cloze.jsonl"
+    acc, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source=str(mcq_dirs["csv"]), metric_name="utility",
+                                                            batch_size=4, samples_path=str(samples),
+                                                            prompt_format="cloze"))
+    _assert_same_as_reference(samples, reference, acc)
+    assert info.prompt_format == "cloze" and info.settings["prompt"]["format"] == "cloze"
+    assert "mmlu_continuation" in info.settings["task_configs"]
+    with pytest.raises(UserError, match="unknown MCQ prompt format 'letter'"):
+        MCQSpec(source="x", prompt_format="letter")
 
 
 def test_lm_eval_protocol_filter_and_limit(mcq_dirs, tiny_llama, tiny_tokenizer, tmp_path):
@@ -272,11 +291,14 @@ def test_hub_route_maps_filters_to_lm_eval_builtin_tasks(tiny_llama, tiny_tokeni
 
     def fake_evaluate(model, tokenizer, spec, tasks, task_manager, num_fewshot, limit):
         calls.append((tasks, num_fewshot, limit))
+        sfx = "_continuation" if tasks[0].endswith("_continuation") else ""
         sample = lambda i, target, best: {"doc_id": i, "target": target, "acc": float(target == best),  # noqa: E731
                                           "filtered_resps": [(-1.0 if k == best else -2.0, False) for k in range(4)]}
-        return {"samples": {"mmlu_anatomy": [sample(0, 1, 1), sample(1, 2, 0)], "mmlu_virology": [sample(0, 3, 3)]},
-                "n-shot": {"mmlu_anatomy": num_fewshot, "mmlu_virology": num_fewshot},
-                "n-samples": {"mmlu_anatomy": {"original": 135, "effective": 2}, "mmlu_virology": {"original": 166, "effective": 1}},
+        return {"samples": {f"mmlu_anatomy{sfx}": [sample(0, 1, 1), sample(1, 2, 0)],
+                            f"mmlu_virology{sfx}": [sample(0, 3, 3)]},
+                "n-shot": {f"mmlu_anatomy{sfx}": num_fewshot, f"mmlu_virology{sfx}": num_fewshot},
+                "n-samples": {f"mmlu_anatomy{sfx}": {"original": 135, "effective": 2},
+                              f"mmlu_virology{sfx}": {"original": 166, "effective": 1}},
                 "results": {}}
 
     monkeypatch.setattr(mmlu, "_evaluate", fake_evaluate)
@@ -287,6 +309,12 @@ def test_hub_route_maps_filters_to_lm_eval_builtin_tasks(tiny_llama, tiny_tokeni
     assert calls[-1] == (["mmlu_stem"], 0, 2)
     _, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub", subjects="virology,anatomy", limit=2))
     assert calls[-1] == (["mmlu_anatomy", "mmlu_virology"], 5, 2) and info.full is False
+    # the cloze format runs lm-eval's own mmlu_continuation tasks
+    acc, info = run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub", prompt_format="cloze"))
+    assert calls[-1] == (["mmlu_continuation"], 5, None)
+    assert acc == 2 / 3 and info.subjects == ["anatomy", "virology"] and info.prompt_format == "cloze"
+    run_mcq(tiny_llama, tiny_tokenizer, MCQSpec(source="hub", subjects="stem", prompt_format="cloze"))
+    assert calls[-1] == (["mmlu_stem_continuation"], 5, None)
 
 
 def test_subject_categories_match_lm_eval():
@@ -329,7 +357,10 @@ def test_specs_from_args():
         ["--mmlu", "/data/mmlu", "--utility", "/w/utility", "--mmlu-protocol", "lm-eval",
          "--mmlu-subjects", "stem", "--mmlu-limit", "20"]))
     assert mmlu == MCQSpec(source="/data/mmlu", protocol="lm-eval", subjects="stem", limit=20)
-    assert utility == MCQSpec(source="/w/utility", protocol="lm-eval", metric_name="utility")
+    assert utility == MCQSpec(source="/w/utility", protocol="lm-eval", metric_name="utility", prompt_format="cloze")
+    mmlu, utility = specs_from_args(parser.parse_args(["--mmlu", "m", "--utility", "u", "--mmlu-format", "cloze",
+                                                       "--utility-format", "letters"]))
+    assert (mmlu.prompt_format, utility.prompt_format) == ("cloze", "letters")
     assert specs_from_args(parser.parse_args([])) == (None, None)
     with pytest.raises(UserError, match="positive"):
         specs_from_args(parser.parse_args(["--mmlu", "x", "--mmlu-limit", "0"]))

@@ -14,13 +14,12 @@ import pytest
 
 from harness.cli import main
 from harness.data import load_benchmark
-from harness.target import (CONFIGS, GATES, REPORT_FILE, SOFT_CHECKS, TARGET_FILE, WEIGHTS_FILE, TargetError,
-                            _answer_mask, cache_key, check_gates, mcq_prompt, read_report, read_target_info,
-                            train_target)
+from harness.target import (CONFIGS, GATES, REPORT_FILE, TARGET_FILE, WEIGHTS_FILE, TargetError, _answer_mask,
+                            cache_key, check_gates, qa_prompt, read_report, read_target_info, train_target)
 from harness.world import generate_world
 
 TINY = dataclasses.replace(CONFIGS["small"], hidden_size=32, num_layers=1, num_heads=2, vocab_size=400, epochs=2,
-                           warmup_steps=2, batch_tokens=2048, mcq_repeats=1)
+                           warmup_steps=2, batch_tokens=2048)
 
 
 def _rows(path: Path) -> list[dict]:
@@ -50,54 +49,61 @@ def small_world(tmp_path_factory) -> Path:
     return world
 
 
-def test_mcq_prompt_matches_lm_eval_mmlu_template(small_world):
+def test_qa_prompt_is_lm_eval_mmlu_continuation_template(small_world):
+    """The utility set is trained and scored in the layout of lm-eval's own cloze MMLU variant."""
+    import lm_eval
+    import yaml
+
     from harness.mcq_data import load_mcq
+    from harness.mmlu import CONTINUATION_DESCRIPTION, CONTINUATION_DOC_TO_TEXT
+
+    folder = Path(lm_eval.__file__).parent / "tasks" / "mmlu" / "continuation"
+    template = yaml.safe_load((folder / "_continuation_template_yaml").read_text())
+    assert template["doc_to_text"] == CONTINUATION_DOC_TO_TEXT and template["doc_to_choice"] == "{{choices}}"
+    anatomy = yaml.safe_load((folder / "mmlu_anatomy.yaml").read_text())
+    assert anatomy["description"] == CONTINUATION_DESCRIPTION.format(subject="anatomy")
 
     mcq = load_mcq(small_world / "utility")
     dev = mcq.data["economy"]["dev"]
-    prompt = mcq_prompt("economy", dev[:1], dev[1])
     first, second = dev[0], dev[1]
-    assert prompt == (
-        "The following are multiple choice questions (with answers) about economy.\n\n"
-        f"{first.question}\nA. {first.choices[0]}\nB. {first.choices[1]}\nC. {first.choices[2]}\n"
-        f"D. {first.choices[3]}\nAnswer: {'ABCD'[first.answer]}\n\n"
-        f"{second.question}\nA. {second.choices[0]}\nB. {second.choices[1]}\nC. {second.choices[2]}\n"
-        f"D. {second.choices[3]}\nAnswer:")
+    assert qa_prompt("economy", dev[:1], second) == (
+        "The following are questions (with answers) about economy.\n\n"
+        f"Question: {first.question}\nAnswer: {first.choices[first.answer]}\n\n"
+        f"Question: {second.question}\nAnswer:")
 
 
-def test_mcq_chains_train_only_the_answer_letters(tiny_tokenizer):
-    text = "About x.\n\nQ?\nA. a\nB. b\nC. c\nD. d\nAnswer: C\n\nR?\nA. e\nB. f\nC. g\nD. h\nAnswer: A"
+def test_qa_chains_train_only_the_answers(tiny_tokenizer):
+    text = "About x.\n\nQuestion: Q?\nAnswer: warm\n\nQuestion: R?\nAnswer: barley"
     ids, mask = _answer_mask(tiny_tokenizer, text)
-    trained = [tiny_tokenizer.decode([i]) for i, keep in zip(ids, mask) if keep]
-    assert [t.strip() for t in trained] == ["C", "A"]
+    trained = tiny_tokenizer.decode([i for i, keep in zip(ids, mask) if keep])
+    assert trained.split() == ["warm", "barley"]
+    assert not any(keep for i, keep in zip(ids, mask) if "Q" in tiny_tokenizer.decode([i]))
 
 
-def test_fact_mcq_chains_balance_letters_and_never_use_utility_questions(small_world):
+def test_utility_qa_chains_ask_every_fact_but_never_in_test_wording(small_world):
     import random
     import re
-    from collections import Counter
 
     from harness.mcq_data import load_mcq
-    from harness.target import _fact_mcq_chains
-    from harness.world import parse_fact
+    from harness.target import _utility_qa_chains
+    from harness.world import TRAIN_PHRASINGS, parse_fact
 
     facts = [parse_fact(json.loads(line)["document"]) for line in (small_world / "utility" / "facts.jsonl").read_text().splitlines()]
-    chains = _fact_mcq_chains(facts, random.Random(0), chain=6, phrasings=2)
-    text = "\n\n".join(chains)
-    letters = re.findall(r"\nAnswer: ([ABCD])", text)
-    assert len(letters) == len(facts) * 7 * 2
-    counts = Counter(letters)
-    assert max(counts.values()) - min(counts.values()) <= 4  # balanced within each subject
-    assert letters[:8] != ["ABCD"[i % 4] for i in range(8)]  # no fixed letter cycle to learn
     mcq = load_mcq(small_world / "utility")
-    utility_questions = {it.question for s in mcq.subjects for sp in ("dev", "val", "test") for it in mcq.data[s][sp]}
-    asked = set(re.findall(r"(?:^|\n\n)([^\n]*\?)\nA\. ", text))
-    assert asked and not asked & utility_questions
-    # the answer line names the choice that is the town's fact
-    block = chains[0].split("\n\n")[1].split("\n")
-    letter = block[-1].removeprefix("Answer: ")
-    chosen = block[1 + "ABCD".index(letter)][3:]
-    assert any(chosen in f.values() and f["town"] in block[0] for f in facts)
+    chains = _utility_qa_chains(mcq, facts, random.Random(0), chain=6, phrasings=2)
+    pairs = [m.groups() for chain in chains for m in re.finditer(r"Question: ([^\n]*)\nAnswer: ([^\n]*)", chain)]
+    questions = [q for q, _ in pairs]
+    dev_val = {(it.question, it.choices[it.answer]) for s in mcq.subjects for sp in ("dev", "val") for it in mcq.data[s][sp]}
+    test = {it.question for s in mcq.subjects for it in mcq.data[s]["test"]}
+    assert dev_val <= set(pairs)
+    assert not set(questions) & test
+    # every fact is asked twice (two training wordings), with the town's own value as the answer
+    assert len(pairs) == len(dev_val) + len(facts) * len(TRAIN_PHRASINGS) * 2
+    for fact in facts:
+        for attr, wordings in TRAIN_PHRASINGS.items():
+            for wording in wordings[:2]:
+                assert (wording.format(town=fact["town"]), fact[attr]) in pairs
+    assert all(chain.startswith("The following are questions (with answers) about ") for chain in chains)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +160,7 @@ def test_saved_model_loads_by_path_and_reports_gates(trained):
     assert tokenizer("x")["input_ids"][0] == tokenizer.bos_token_id == model.config.bos_token_id
     report = read_report(trained)
     assert set(report["gates"]) == {k for k, _ in GATES}
-    assert set(report["soft_checks"]) == {"utility"} and report["warnings"] == check_gates(report["values"], SOFT_CHECKS)
+    assert "utility" in report["gates"]
     values = report["values"]
     for key in ("mia_auc", "forget/regurgitation", "retain/knowledge", "utility", "forget/Task2/knowledge"):
         assert 0.0 <= values[key] <= 1.0, key
@@ -180,9 +186,8 @@ def test_check_gates_names_each_failure():
     bad = dict(ok, mia_auc=0.7)
     del bad["retain/knowledge"]
     assert check_gates(bad) == ["mia_auc = 0.7 < 0.95", "retain/knowledge = None < 0.8"]
-    # utility is a soft check: reported as a warning, never a failed gate
-    assert "utility" not in dict(GATES)
-    assert check_gates({"utility": 0.25}, SOFT_CHECKS) == ["utility = 0.25 < 0.4"]
+    # utility is gated well above chance (0.25)
+    assert check_gates(dict(ok, utility=0.3)) == ["utility = 0.3 < 0.6"]
 
 
 def test_refuses_to_overwrite_a_foreign_folder(small_world, tmp_path):
@@ -204,6 +209,7 @@ def test_default_target_passes_every_gate(tmp_path, capsys):
     report = json.loads((tmp_path / "target" / REPORT_FILE).read_text())
     assert report["passed"], report["failed"]
     assert report["values"]["mia_auc"] >= 0.95 and report["values"]["forget/regurgitation"] >= 0.9
+    assert report["values"]["utility"] >= 0.6
     assert load_benchmark(world).has_mia
     # second call: cache hit, exit 0 again, weights untouched
     stamp = (tmp_path / "target" / WEIGHTS_FILE).stat().st_mtime_ns
