@@ -12,23 +12,32 @@ Batching changes the shapes of the matrix products (padding, more rows), so the 
 the one-at-a-time logits in the last bits, and a greedy ``argmax`` whose top two logits are within that
 rounding noise could flip and change the whole continuation. The engine therefore records, for every
 generated token, the gap between the largest and second-largest logit (relative to ``max(1, |largest|)``).
-A row whose smallest gap is below ``verify_margin`` (far above the rounding noise measured for the dtype, see ``DEFAULT_MARGINS``) is
-regenerated one record at a time with ``model.generate`` — the organisers' procedure itself. If the
-gap at every step exceeds twice the rounding difference between the two computations, both pick the
-same token at every step, so the batched text equals the one-at-a-time text. In float32 the measured
-rounding differences are ~1e-6 relative while the default margin is 1e-4 (see ``tests/test_engine.py``).
-In bfloat16/float16 the rounding noise is much larger; the margin there is a heuristic and the
-guarantee is weaker (documented in the result's settings).
+If the gap at every step exceeds twice the rounding difference between the two computations, both pick
+the same token at every step, so the batched text equals the one-at-a-time text. A row with a step
+whose gap is below ``verify_margin`` (:func:`default_margin`, far above the measured rounding noise)
+is checked against the organisers' procedure itself, ``model.generate`` one record at a time, run up
+to and including the row's *last* near-tie step: when those tokens equal the batched ones, every later
+step had a safe gap after an identical prefix, so the batched tail is exact too; otherwise the row is
+regenerated one at a time to the end.
+
+The float32 rounding difference was measured with ``benchmarks/logit_noise.py``: its largest value
+over thousands of steps is 6.8e-7 (the embedded target, width 128), 9.7e-7 (random Llama, width 256,
+12 layers), 1.4e-6 (width 512) and 2.3e-6 (width 1024), i.e. about 0.6 x float32 epsilon x
+sqrt(hidden size), independent of depth, with no tail (the 99.9th percentile is within 2% of the
+maximum). The default float32 margin, 8 x epsilon x sqrt(hidden size), is 13-16x those maxima (the
+guarantee needs 2x). In bfloat16/float16 the rounding noise is much larger; the margin there is a
+heuristic and the guarantee is weaker (documented in the result's settings).
 
 Other speed-ups: continuous batching. Prompts are queued by token length; up to ``batch_size`` rows
-decode together; a row that emits EOS leaves at once (its KV-cache row is dropped) and free slots are
-refilled from the queue (the newcomers' caches are left-padded to the running length and merged). So
-the number of forward passes is about (total new tokens) / batch_size, not the longest generation of
-each static batch.
+decode together; a row that emits EOS is finished at once, and once a quarter of the slots are
+finished their KV-cache rows are dropped together and the free slots refilled from the queue (the
+newcomers' caches are left-padded to the running length and merged). So the number of forward passes
+is about (total new tokens) / batch_size, not the longest generation of each static batch.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import zlib
@@ -38,11 +47,21 @@ from typing import Any, Callable, Sequence
 log = logging.getLogger("unlearnbench.engine")
 
 #: Smallest top-1/top-2 logit gap, relative to ``max(1, |top-1 logit|)``, that is trusted to be immune
-#: to batching rounding noise, per dtype. Rows with a smaller gap at any step are regenerated one at a
-#: time (the reference procedure). Measured float32 noise between batched and one-at-a-time logits is
-#: ~1e-6 relative (tiny Llama/GPT-2, a 512-wide Llama), so 1e-4 leaves a factor ~100 of headroom.
-#: For 16-bit dtypes the noise is of the order of the dtype's resolution and the margins are heuristics.
-DEFAULT_MARGINS = {"float32": 1e-4, "float64": 1e-9, "bfloat16": 5e-2, "float16": 1e-2}
+#: to batching rounding noise, for dtypes other than float32 (float32: :func:`default_margin`). For
+#: 16-bit dtypes the noise is of the order of the dtype's resolution and the margins are heuristics.
+DEFAULT_MARGINS = {"float64": 1e-9, "bfloat16": 5e-2, "float16": 1e-2}
+#: float32 margin = this x float32 epsilon x sqrt(hidden size) (see the module docstring).
+FLOAT32_MARGIN_FACTOR = 8.0
+
+
+def default_margin(model) -> float:
+    """The near-tie margin for ``model`` in its dtype (see the module docstring for the measurements)."""
+    dtype = model_dtype_name(model)
+    if dtype == "float32":
+        hidden = getattr(model.config.get_text_config(), "hidden_size", None) or 4096
+        return FLOAT32_MARGIN_FACTOR * 2.0 ** -23 * math.sqrt(hidden)
+    return DEFAULT_MARGINS.get(dtype, 1e-3)
+
 
 #: ``generation_config`` settings that change greedy decoding. When a model sets any of them, the
 #: engine's own decoding loop would not reproduce ``model.generate``, so it is not used.
@@ -217,13 +236,64 @@ def _left_pad_batch(prompt_ids: list[list[int]], pad_id: int, dev):
     return input_ids.to(dev), mask.to(dev)
 
 
+@functools.lru_cache(maxsize=None)
+def _growing_layer_class():
+    """A ``DynamicLayer`` whose keys/values live in a buffer with spare room along the sequence axis.
+
+    ``DynamicLayer.update`` concatenates, i.e. copies the whole cache at every decoding step (0.26 s of
+    2.0 s on the embedded target; a quarter of a step of a 512-wide model at 300 tokens). Here a step
+    writes its new key/value into the spare room and ``keys``/``values`` are views of the first
+    ``length`` columns; the buffer doubles when full. The values are the same numbers either way (a
+    test checks the strided views give bit-identical attention outputs). When something outside
+    replaces ``keys``/``values`` (row selection, left padding, merging, trimming: all at compaction
+    time), the next update adopts the new tensors into a fresh buffer.
+    """
+    from transformers.cache_utils import DynamicLayer
+
+    def _views(t, buf) -> bool:
+        return (buf is not None and t.data_ptr() == buf.data_ptr() and t.stride() == buf.stride()
+                and t.shape[:2] == buf.shape[:2] and t.shape[3] == buf.shape[3])
+
+    class GrowingLayer(DynamicLayer):
+        _kbuf = None
+        _vbuf = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized or self.keys is None or self.keys.numel() == 0:
+                return super().update(key_states, value_states, *args, **kwargs)
+            n, add = self.keys.shape[-2], key_states.shape[-2]
+            if not (_views(self.keys, self._kbuf) and _views(self.values, self._vbuf)) or n + add > self._kbuf.shape[-2]:
+                cap = n + add + max(64, n)
+                b, h, _, d = self.keys.shape
+                self._kbuf = self.keys.new_empty((b, h, cap, d))
+                self._vbuf = self.values.new_empty((b, h, cap, self.values.shape[3]))
+                self._kbuf[:, :, :n] = self.keys
+                self._vbuf[:, :, :n] = self.values
+            self._kbuf[:, :, n:n + add] = key_states
+            self._vbuf[:, :, n:n + add] = value_states
+            self.keys = self._kbuf[:, :, :n + add]
+            self.values = self._vbuf[:, :, :n + add]
+            return self.keys, self.values
+
+    return DynamicLayer, GrowingLayer
+
+
+def _new_cache(model):
+    """A ``DynamicCache`` for ``model``, with growing-buffer layers where every layer is a plain one."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    plain, growing = _growing_layer_class()
+    if cache.layers and all(type(layer) is plain for layer in cache.layers):
+        cache.layers = [growing() for _ in cache.layers]
+    return cache
+
+
 def _poolable(cache) -> bool:
     """Rows can join a running batch only when every cache layer is a plain full-attention dynamic layer
     (keys/values ``[batch, heads, length, dim]``); sliding-window or recurrent caches are not padded."""
-    from transformers.cache_utils import DynamicLayer
-
     layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+    return bool(layers) and all(type(layer) in _growing_layer_class() for layer in layers)
 
 
 def _pad_cache_left(cache, extra: int) -> None:
@@ -267,29 +337,36 @@ def _forward_last(model, **kw):
 
 
 def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_tokens: int, eos: set[int],
-                 pad_id: int, batch_size: int, on_finish: Callable[[int, list[int], float], None]) -> None:
+                 pad_id: int, batch_size: int, on_finish: Callable[[int, list[int], float], None],
+                 trace: dict[int, list] | None = None, last_tie: dict[int, int] | None = None,
+                 tie_margin: float = 0.0) -> None:
     """Greedy decoding of ``prompt_ids[i] for i in order`` with continuous batching.
 
-    Up to ``batch_size`` rows decode together. A row leaves as soon as it emits EOS or reaches
-    ``max_new_tokens`` (its KV-cache row is dropped) and ``on_finish(index, new_token_ids, min_gap)``
-    is called; free slots are refilled from ``order`` (sorted by prompt length, so a refill group needs
-    little padding): the newcomers are prefilled together, then their caches and the running ones are
-    left-padded to a common length and concatenated. Position ids count real tokens only
-    (``cumsum(mask) - 1``), so every row sees the positions it would see alone, and the attention mask
-    hides every pad. ``min_gap`` is the smallest relative top-1/top-2 logit gap over the row's steps.
-    When the model's cache cannot be padded (sliding-window layers), batches run to completion without
-    refills.
+    Up to ``batch_size`` rows decode together. A row that emits EOS or reaches ``max_new_tokens`` is
+    finished at once (``on_finish(index, new_token_ids, min_gap)``) but its slot is only dropped from
+    the batch (its KV-cache row deleted) at the next *compaction*, which happens when a quarter of the
+    slots are dead or free: deleting cache rows copies the whole cache, so doing it for every finished
+    row cost more than carrying a few dead rows through the forward pass (measured: 0.19 s of 2.0 s
+    on the embedded target). At a compaction free slots are refilled from ``order`` (sorted by prompt
+    length, so a refill group needs little padding): the newcomers are prefilled together, then their
+    caches and the running ones are left-padded to a common length and concatenated. Position ids
+    count real tokens only (``cumsum(mask) - 1``), so every row sees the positions it would see alone,
+    and the attention mask hides every pad; a dead row's outputs are never read, and rows never
+    interact (attention is per row), so carrying it changes nothing for the others. ``min_gap`` is the
+    smallest relative top-1/top-2 logit gap over the row's steps. When the model's cache cannot be
+    padded (sliding-window layers), batches run to completion without refills. ``trace`` (the noise
+    benchmark) receives every step's logits per row; ``last_tie`` the index of each row's last step
+    whose gap is below ``tie_margin``.
     """
     import torch
-    from transformers import DynamicCache
 
     dev = model_device(model)
     eos_t = torch.tensor(sorted(eos), device=dev)
     queue = list(order)
     qpos = 0
-    refill_at = max(1, batch_size // 4)  # refill once a quarter of the slots are free: fewer, larger prefills
+    low_water = max(1, batch_size // 4)  # compact/refill once a quarter of the slots are dead or free
     cache = mask = pos = logits = None
-    rows: list[int] = []
+    rows: list[int | None] = []  # row index per batch slot; None = dead (finished, not yet compacted)
     tokens: dict[int, list[int]] = {}
     gaps: dict[int, float] = {}
     poolable = True
@@ -297,15 +374,28 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
     def prefill(group: list[int]):
         ids, m = _left_pad_batch([prompt_ids[i] for i in group], pad_id, dev)
         positions = (m.cumsum(-1) - 1).clamp(min=0)
-        c = DynamicCache(config=model.config)
+        c = _new_cache(model)
         out = _forward_last(model, input_ids=ids, attention_mask=m, position_ids=positions, past_key_values=c)
         return c, m, positions[:, -1:], out.logits[:, -1, :].float()
 
     with torch.no_grad():
         while True:
-            free = batch_size - len(rows)
-            if qpos < len(queue) and free > 0 and (not rows or (poolable and free >= refill_at)):
-                group = queue[qpos: qpos + free]
+            n_live = sum(r is not None for r in rows)
+            dead = len(rows) - n_live
+            can_refill = qpos < len(queue) and (not n_live or (poolable and batch_size - n_live >= low_water))
+            if dead and (not n_live or can_refill or dead >= low_water):
+                if not n_live:
+                    rows, cache, mask, pos, logits = [], None, None, None, None
+                else:
+                    keep = [b for b, r in enumerate(rows) if r is not None]
+                    keep_t = torch.tensor(keep, device=dev)
+                    cache.batch_select_indices(keep_t)
+                    mask, pos, logits = mask[keep_t], pos[keep_t], logits[keep_t]
+                    rows = [rows[b] for b in keep]
+                    if poolable:
+                        mask = _trim_cache_left(cache, mask)
+            if can_refill:
+                group = queue[qpos: qpos + batch_size - n_live]
                 qpos += len(group)
                 c, m, p, lg = prefill(group)
                 for i in group:
@@ -330,28 +420,22 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
             # exact ties, whose gap is 0 and therefore sends the row to the verified fallback anyway.
             next_tok = torch.argmax(logits, dim=-1)
             gap = ((top2[:, 0] - top2[:, 1]) / top2[:, 0].abs().clamp(min=1.0)).tolist()
-            finished = torch.isin(next_tok, eos_t)
+            fin = torch.isin(next_tok, eos_t).tolist()
             toks = next_tok.tolist()
-            fin = finished.tolist()
-            keep: list[int] = []
             for b, row in enumerate(rows):
+                if row is None:
+                    continue
+                if trace is not None:
+                    trace.setdefault(row, []).append(logits[b].clone())
                 tokens[row].append(toks[b])
                 gaps[row] = min(gaps[row], gap[b])
+                if last_tie is not None and gap[b] < tie_margin:
+                    last_tie[row] = len(tokens[row]) - 1
                 if fin[b] or len(tokens[row]) >= max_new_tokens:
                     on_finish(row, tokens.pop(row), gaps.pop(row))
-                else:
-                    keep.append(b)
-            if len(keep) < len(rows):
-                if not keep:
-                    rows = []
-                    cache = mask = pos = logits = None
-                    continue
-                keep_t = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(keep_t)
-                mask, pos, next_tok = mask[keep_t], pos[keep_t], next_tok[keep_t]
-                rows = [rows[b] for b in keep]
-                if poolable:
-                    mask = _trim_cache_left(cache, mask)
+                    rows[b] = None
+            if all(r is None for r in rows) and qpos >= len(queue):
+                return
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             pos = pos + 1
             out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
@@ -396,7 +480,7 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
             return GenerationOutput(texts, ids, margins, [], 1, "reference")  # type: ignore[arg-type]
 
         if verify_margin is None:
-            verify_margin = DEFAULT_MARGINS.get(model_dtype_name(model), 1e-3)
+            verify_margin = default_margin(model)
         prompt_ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
         for i, p in enumerate(prompt_ids):
             if not p:
@@ -408,6 +492,8 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
         done = [False] * n
         bar = _progress(n, "generate", progress)
 
+        last_tie: dict[int, int] = {}
+
         def finish(i: int, toks: list[int], gap: float) -> None:
             ids[i], margins[i], done[i] = toks, gap, True
             bar.update(1)
@@ -415,21 +501,33 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
         def run(bs: int) -> None:
             # Length-sorted queue; rows finished before an out-of-memory retry are kept.
             order = sorted((i for i in range(n) if not done[i]), key=lambda i: (len(prompt_ids[i]), i))
-            _greedy_pool(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish)
+            _greedy_pool(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish,
+                         last_tie=last_tie, tie_margin=verify_margin)
 
         try:
             _run_with_backoff(run, bs0, "generation", stats)
         finally:
             bar.close()
         fallback = [i for i in range(n) if margins[i] < verify_margin]
+        replayed = diverged = 0
         if fallback:
-            log.info("%d of %d generations had a near-tie logit step (< %g); regenerating them one at a time",
+            log.info("%d of %d generations had a near-tie logit step (< %g); checking them one at a time",
                      len(fallback), n, verify_margin)
             with _progress(len(fallback), "generate (verify near-ties)", progress) as fbar:
                 for i in fallback:
-                    ids[i] = _reference_generate_ids(model, tokenizer, prompts[i], max_new_tokens, pad_id)
+                    # One at a time up to the last near-tie step; past it the batched steps are safe.
+                    upto = last_tie.get(i, len(ids[i]) - 1) + 1
+                    head = _reference_generate_ids(model, tokenizer, prompts[i], upto, pad_id)
+                    replayed += len(head)
+                    if head != ids[i][:upto]:
+                        diverged += 1
+                        ended = len(head) < upto or (head and head[-1] in eos) or upto >= max_new_tokens
+                        ids[i] = head if ended else _reference_generate_ids(model, tokenizer, prompts[i],
+                                                                             max_new_tokens, pad_id)
                     fbar.update(1)
         stats["generation_fallback"] = len(fallback)
+        stats["generation_fallback_tokens"] = replayed
+        stats["generation_fallback_diverged"] = diverged
         stats["verify_margin"] = verify_margin
         texts = [decode(tokenizer, t, cleanup) for t in ids]  # type: ignore[arg-type]
         return GenerationOutput(texts, ids, margins, fallback,  # type: ignore[arg-type]
@@ -615,4 +713,4 @@ def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str
 
 
 __all__ = ["generate", "generate_detailed", "GenerationOutput", "sequence_losses", "answer_losses", "decode",
-           "eos_token_ids", "is_oom", "DEFAULT_MARGINS"]
+           "eos_token_ids", "is_oom", "DEFAULT_MARGINS", "default_margin"]

@@ -58,7 +58,7 @@ class EvalSettings:
     one-record-at-a-time loop (slow; for comparison)."""
     verify_margin: float | None = None
     """Relative top-1/top-2 logit gap below which a row is regenerated one at a time (None: the
-    dtype's default, see ``harness.engine.DEFAULT_MARGINS``); 0 disables the verification."""
+    dtype's default, see ``harness.engine.default_margin``); 0 disables the verification."""
     answer_losses: bool = True
     progress: bool = True
     cache: bool = True
@@ -286,7 +286,8 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     run_settings["num_processes"] = num_processes()
     run_settings["exactness"] = (
         "one-at-a-time reference" if settings.engine == "reference" else
-        "batched; rows with a near-tie logit step regenerated one at a time (exact in float32)")
+        "batched; rows with a near-tie logit step checked one at a time up to their last near tie and "
+        "regenerated one at a time when they differ (exact in float32)")
     result = EvalResult(
         run_id=run_id or (out.name if out is not None else "in-memory"),
         label=label or (method_info.name if method_info.name != "none" else Path(model_info.id).name or model_info.id),

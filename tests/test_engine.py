@@ -112,6 +112,39 @@ def test_near_tie_rows_fall_back_to_reference(tiny_llama, tiny_tokenizer):
     assert out.texts == reference(tiny_llama, tiny_tokenizer, PROMPTS[:4], 8).texts
 
 
+def test_near_tie_check_replays_only_up_to_the_last_near_tie(tiny_llama, tiny_tokenizer, monkeypatch):
+    """Rows with a near tie are re-decoded one at a time only up to their last near-tie step; a row whose
+    batched tokens disagree there is regenerated to the end. Simulated: every row reports its last near
+    tie at step 3, and row 0's batched token at step 2 is made wrong."""
+    real = engine._greedy_pool
+    other = tiny_tokenizer(" x", add_special_tokens=False)["input_ids"][-1]
+
+    def pretend(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, on_finish, last_tie=None, **kw):
+        def finish(i, toks, gap):
+            if i == 0:
+                toks = toks[:2] + [other if toks[2] != other else other + 1] + toks[3:]
+            last_tie[i] = 3
+            on_finish(i, toks, 0.0)
+        real(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish)
+
+    monkeypatch.setattr(engine, "_greedy_pool", pretend)
+    stats: dict = {}
+    out = engine.generate_detailed(tiny_llama, tiny_tokenizer, PROMPTS[:4], max_new_tokens=10, batch_size=4,
+                                   verify_margin=1e-4, progress=False, stats=stats)
+    assert out.token_ids == reference(tiny_llama, tiny_tokenizer, PROMPTS[:4], 10).token_ids
+    assert out.fallback == [0, 1, 2, 3]
+    assert stats["generation_fallback_tokens"] == 4 * 4  # 4 tokens replayed per row, not 10
+    assert stats["generation_fallback_diverged"] == 1
+
+
+def test_default_float32_margin_scales_with_width(tiny_llama):
+    # 8 x float32 epsilon x sqrt(hidden): 13-16x the largest batched-vs-single difference measured
+    # by benchmarks/logit_noise.py at widths 128-1024
+    assert engine.default_margin(tiny_llama) == pytest.approx(8 * 2.0 ** -23 * 64 ** 0.5)
+    assert engine.default_margin(tiny_llama.to(torch.bfloat16)) == engine.DEFAULT_MARGINS["bfloat16"]
+    tiny_llama.to(torch.float32)
+
+
 def test_stops_at_eos_and_decodes_with_semeval_cleanup(memorised_llama, tiny_tokenizer):
     out = engine.generate_detailed(memorised_llama, tiny_tokenizer, [ROWS[0]["input"]], max_new_tokens=200,
                                    progress=False)
@@ -124,11 +157,11 @@ def test_stops_at_eos_and_decodes_with_semeval_cleanup(memorised_llama, tiny_tok
 def test_batch_size_auto_backs_off_on_out_of_memory(tiny_llama, tiny_tokenizer, monkeypatch):
     real = engine._greedy_pool
 
-    def fake(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish):
+    def fake(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish, **kw):
         if batch_size > 2:
             on_finish(order[0], *_first(model, prompt_ids, order, max_new_tokens, eos, pad_id))
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish)
+        return real(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish, **kw)
 
     def _first(model, prompt_ids, order, max_new_tokens, eos, pad_id):
         got = {}
@@ -145,13 +178,45 @@ def test_batch_size_auto_backs_off_on_out_of_memory(tiny_llama, tiny_tokenizer, 
                                   progress=False, verify_margin=0)
 
 
-def test_continuous_batching_refills_free_slots(memorised_llama, tiny_tokenizer):
-    # Batch of 2 over 13 prompts of very different answer lengths: rows finish at different steps and
-    # newcomers join a running batch (cache left-padded and merged); texts still equal the reference.
+@pytest.mark.parametrize("batch_size", [2, 5, 8])
+def test_continuous_batching_refills_free_slots(memorised_llama, tiny_tokenizer, batch_size):
+    # 13 prompts of very different answer lengths: rows finish at different steps, finished rows ride
+    # along as dead slots until a quarter of the batch is free (batch 5 and 8), and newcomers join a
+    # running batch (cache left-padded and merged); texts still equal the reference.
     prompts = [r["input"] for r in ROWS]
-    out = engine.generate_detailed(memorised_llama, tiny_tokenizer, prompts, max_new_tokens=30, batch_size=2,
-                                   verify_margin=0, progress=False)
+    out = engine.generate_detailed(memorised_llama, tiny_tokenizer, prompts, max_new_tokens=30,
+                                   batch_size=batch_size, verify_margin=0, progress=False)
     assert out.token_ids == reference(memorised_llama, tiny_tokenizer, prompts, 30).token_ids
+
+
+def test_growing_cache_layer_equals_concatenation():
+    """The engine's KV-cache layer writes into spare room instead of concatenating: same tensors,
+    including after rows are dropped from outside (compaction), and no copy on a plain step."""
+    plain_cls, growing_cls = engine._growing_layer_class()
+    torch.manual_seed(0)
+    plain, growing = plain_cls(), growing_cls()
+    for step in range(150):  # past the first buffer's spare room, so it also regrows
+        width = 5 if step == 0 else 1
+        k, v = torch.randn(3, 2, width, 4), torch.randn(3, 2, width, 4)
+        if step > 60:
+            k, v = k[:2], v[:2]
+        ka, va = plain.update(k, v)
+        kb, vb = growing.update(k, v)
+        assert torch.equal(ka, kb) and torch.equal(va, vb)
+        if step == 60:
+            keep = torch.tensor([0, 2])
+            plain.batch_select_indices(keep)
+            growing.batch_select_indices(keep)
+        if step == 100:
+            before = growing._kbuf.data_ptr()
+        if step == 101:
+            assert growing._kbuf.data_ptr() == before  # written in place
+    assert growing.get_seq_length() == plain.get_seq_length() == 154
+    # strided views of the buffer give bit-identical attention outputs
+    q = torch.randn(2, 2, 1, 4)
+    assert torch.equal(torch.nn.functional.scaled_dot_product_attention(q, ka, va),
+                       torch.nn.functional.scaled_dot_product_attention(q, kb, vb))
+    assert not kb.is_contiguous()  # the test really compares a view of a larger buffer
 
 
 # -- losses ------------------------------------------------------------------------------------------
