@@ -106,12 +106,41 @@ def model_dtype_name(model) -> str:
         return "float32"
 
 
+#: CPU generation: KV-cache bytes the ``auto`` batch may fill (rows x 512 tokens). A CPU process is
+#: killed, not warned, when memory runs out, so the batch is sized from the model instead of retried.
+CPU_KV_BUDGET_BYTES = 2 << 30
+
+
+def _kv_bytes_per_token(model) -> int | None:
+    cfg = model.config.get_text_config()
+    layers, heads = getattr(cfg, "num_hidden_layers", None), getattr(cfg, "num_attention_heads", None)
+    hidden = getattr(cfg, "hidden_size", None)
+    if not (layers and heads and hidden):
+        return None
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    try:
+        item = next(model.parameters()).element_size()
+    except (StopIteration, AttributeError):  # pragma: no cover
+        item = 4
+    return 2 * layers * kv_heads * head_dim * item
+
+
 def default_batch_size(model, phase: str) -> int:
-    """A starting batch size for ``--batch-size auto`` (halved on out-of-memory)."""
+    """A starting batch size for ``--batch-size auto`` (halved on out-of-memory).
+
+    CPU generation: as many rows (4 to 128) as fit :data:`CPU_KV_BUDGET_BYTES` of KV cache at 512
+    tokens per row -- 128 for the embedded target (measured ~10% faster than 64 now that the cache
+    grows in place), about 4 for a 7B model in float32."""
     dev = model_device(model)
     if dev.type == "cuda":
         return 256 if phase == "generation" else 64
-    return 64 if phase == "generation" else 16
+    if phase != "generation":
+        return 16
+    per_token = _kv_bytes_per_token(model)
+    if not per_token:
+        return 64
+    return max(4, min(128, CPU_KV_BUDGET_BYTES // (per_token * 512)))
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:

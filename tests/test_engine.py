@@ -137,6 +137,16 @@ def test_near_tie_check_replays_only_up_to_the_last_near_tie(tiny_llama, tiny_to
     assert stats["generation_fallback_diverged"] == 1
 
 
+def test_auto_generation_batch_fits_the_cpu_kv_budget(tiny_llama):
+    # width 64, 4 heads, float32: 512 bytes of KV cache per token and layer
+    assert engine.default_batch_size(tiny_llama, "generation") == 128  # capped
+    tiny_llama.config.num_hidden_layers = 128  # 64 KiB per token: 2 GiB / (64 KiB x 512) = 64 rows
+    assert engine.default_batch_size(tiny_llama, "generation") == 64
+    tiny_llama.config.num_hidden_layers = 100_000  # a huge model still gets a few rows
+    assert engine.default_batch_size(tiny_llama, "generation") == 4
+    assert engine.default_batch_size(tiny_llama, "mia") == 16
+
+
 def test_default_float32_margin_scales_with_width(tiny_llama):
     # 8 x float32 epsilon x sqrt(hidden): 13-16x the largest batched-vs-single difference measured
     # by benchmarks/logit_noise.py at widths 128-1024
