@@ -28,7 +28,8 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder with member.jsonl and nonmember.jsonl (default: DATA/mia when present)")
     g.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="generation limit (default 256)")
     g.add_argument("--batch-size", type=parse_batch_size, default="auto", metavar="N|auto",
-                   help="rows per batch; auto starts large and halves on out-of-memory (default auto)")
+                   help="rows per batch; auto starts large and halves on out-of-memory (on CPU, generation starts at "
+                        "as many rows as fit 2 GiB of KV cache, 4 to 128) (default auto)")
     g.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
                    help="weights dtype (the organisers used bfloat16; batching is verified-exact in float32)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
