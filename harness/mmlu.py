@@ -69,10 +69,19 @@ FEWSHOT_DELIMITER = "\n\n"
 # each choice's own text is the scored continuation.
 CONTINUATION_DESCRIPTION = "The following are questions (with answers) about {subject}.\n\n"
 CONTINUATION_DOC_TO_TEXT = "Question: {{question.strip()}}\nAnswer:"
-#: ``letters``: MMLU's own layout (choices listed, the answer letter scored). ``cloze``: lm-eval's
-#: ``mmlu_continuation`` (the answer text scored) -- the formulation OLMES recommends for models too
-#: small to map a recalled answer onto a letter, which is what the embedded world's target is.
-PROMPT_FORMATS = ("letters", "cloze")
+#: Prompt format -> its lm-eval layout. ``letters``: MMLU's own (choices listed, the answer letter
+#: scored). ``cloze``: lm-eval's ``mmlu_continuation`` (the answer text scored) -- the formulation
+#: OLMES recommends for models too small to map a recalled answer onto a letter, which is what the
+#: embedded world's target is.
+_LAYOUTS: dict[str, dict[str, Any]] = {
+    "letters": {"description": DESCRIPTION, "doc_to_text": DOC_TO_TEXT, "doc_to_choice": list(LETTERS),
+                "scored": [TARGET_DELIMITER + c for c in LETTERS], "scoring": "' A'..' D'",
+                "lm_eval_template": "mmlu default", "lm_eval_suffix": ""},
+    "cloze": {"description": CONTINUATION_DESCRIPTION, "doc_to_text": CONTINUATION_DOC_TO_TEXT,
+              "doc_to_choice": "{{choices}}", "scored": "' ' + each choice's text", "scoring": "' ' + choice text",
+              "lm_eval_template": "mmlu_continuation", "lm_eval_suffix": "_continuation"},
+}
+PROMPT_FORMATS = tuple(_LAYOUTS)
 
 
 def _user_error(message: str) -> Exception:
@@ -109,7 +118,8 @@ class MCQSpec:
         if self.protocol not in PROTOCOLS:
             raise _user_error(f"unknown MMLU protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         if self.prompt_format not in PROMPT_FORMATS:
-            raise _user_error(f"unknown MCQ prompt format {self.prompt_format!r}; choose one of {', '.join(PROMPT_FORMATS)}")
+            raise _user_error(f"unknown MCQ prompt format {self.prompt_format!r}; "
+                              f"choose one of {', '.join(PROMPT_FORMATS)}")
         if self.metric_name not in METRIC_NAMES:
             raise _user_error(f"unknown MCQ metric name {self.metric_name!r}; choose one of {', '.join(METRIC_NAMES)}")
         if self.limit is not None and self.limit < 1:
@@ -171,7 +181,7 @@ def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str,
                  prompt_format: str = "letters") -> dict[str, Any]:
     """One subject's lm-eval task config: lm-eval's mmlu template (``letters``) or its
     mmlu_continuation template (``cloze``) with absolute local data files."""
-    cloze = prompt_format == "cloze"
+    layout = _LAYOUTS[prompt_format]
     config: dict[str, Any] = {
         "task": name,
         "task_alias": subject,
@@ -179,9 +189,9 @@ def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str,
         "dataset_kwargs": {"data_files": files, "cache_dir": cache_dir},
         "test_split": "test",
         "output_type": "multiple_choice",
-        "description": (CONTINUATION_DESCRIPTION if cloze else DESCRIPTION).format(subject=subject.replace("_", " ")),
-        "doc_to_text": CONTINUATION_DOC_TO_TEXT if cloze else DOC_TO_TEXT,
-        "doc_to_choice": "{{choices}}" if cloze else list(LETTERS),
+        "description": layout["description"].format(subject=subject.replace("_", " ")),
+        "doc_to_text": layout["doc_to_text"],
+        "doc_to_choice": layout["doc_to_choice"],
         "doc_to_target": "answer",
         "target_delimiter": TARGET_DELIMITER,
         "fewshot_delimiter": FEWSHOT_DELIMITER,
@@ -292,19 +302,19 @@ def _group_acc(out: dict, group: str | None) -> float | None:
 
 def _prompt_settings(tokenizer, shots: int, prompt_format: str = "letters") -> dict[str, Any]:
     probe = tokenizer("x")["input_ids"]
-    cloze = prompt_format == "cloze"
+    layout = _LAYOUTS[prompt_format]
     return {
         "format": prompt_format,
-        "description": CONTINUATION_DESCRIPTION if cloze else DESCRIPTION,
-        "doc_to_text": CONTINUATION_DOC_TO_TEXT if cloze else DOC_TO_TEXT,
-        "choices": "' ' + each choice's text" if cloze else [TARGET_DELIMITER + c for c in LETTERS],
+        "description": layout["description"],
+        "doc_to_text": layout["doc_to_text"],
+        "choices": layout["scored"],
         "target_delimiter": TARGET_DELIMITER,
         "fewshot_delimiter": FEWSHOT_DELIMITER,
         "fewshot_split": "dev" if shots else None,
         "fewshot_sampler": "first_n (the first dev items in file order)" if shots else None,
         "chat_template": False,
-        "scoring": ("argmax over the summed log-likelihood of each continuation "
-                    + ("' ' + choice text" if cloze else "' A'..' D'") + " (first maximum wins)"),
+        "scoring": (f"argmax over the summed log-likelihood of each continuation {layout['scoring']} "
+                    "(first maximum wins)"),
         "bos_prepended": bool(tokenizer.bos_token_id is not None and probe and probe[0] == tokenizer.bos_token_id),
     }
 
@@ -342,8 +352,8 @@ def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
         fileio.write_jsonl(spec.samples_path, rows)
         settings["samples_path"] = str(spec.samples_path)
     info = MMLUInfo(protocol=spec.protocol, source=settings.pop("source_resolved", spec.source),
-                    metric_name=spec.metric_name, num_fewshot=spec.shots, prompt_format=spec.prompt_format, n_questions=n, subjects=subjects,
-                    limit=spec.limit, full=full, settings=settings)
+                    metric_name=spec.metric_name, num_fewshot=spec.shots, prompt_format=spec.prompt_format,
+                    n_questions=n, subjects=subjects, limit=spec.limit, full=full, settings=settings)
     log.info("%s (%s, %s, %d-shot): %.4f over %d questions in %d subjects%s", spec.metric_name, spec.protocol,
              spec.prompt_format, spec.shots, accuracy, n, len(subjects), "" if full else " (not the full set)")
     return accuracy, info
@@ -415,8 +425,8 @@ def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
         "data_hash": mcq.content_hash(subjects),
         "subjects_filter": _filter_tokens(spec.subjects) or None,
         "n_subjects_available": len(mcq.subjects),
-        "task_configs": (f"lm-eval {'mmlu_continuation' if spec.prompt_format == 'cloze' else 'mmlu default'} "
-                         "template with local absolute data_files (dataset_path: json)"),
+        "task_configs": (f"lm-eval {_LAYOUTS[spec.prompt_format]['lm_eval_template']} template with local "
+                         "absolute data_files (dataset_path: json)"),
         "prompt": _prompt_settings(tokenizer, spec.shots, spec.prompt_format),
         "lm_eval_group_acc": _group_acc(out, group),
     }
@@ -446,7 +456,7 @@ def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
 
     tokens = _filter_tokens(spec.subjects)
     subjects = resolve_subjects(list(MMLU_SUBJECT_CATEGORIES), spec.subjects, "MMLU (hub)")
-    suffix = "_continuation" if spec.prompt_format == "cloze" else ""
+    suffix = _LAYOUTS[spec.prompt_format]["lm_eval_suffix"]
     if not tokens:
         tasks = [f"mmlu{suffix}"]
     elif len(tokens) == 1 and tokens[0] in MMLU_GROUPS:

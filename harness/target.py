@@ -39,6 +39,7 @@ from typing import Any
 
 from . import fileio
 from .data import DataError, load_benchmark
+from .mmlu import CONTINUATION_DESCRIPTION, CONTINUATION_DOC_TO_TEXT, FEWSHOT_DELIMITER, TARGET_DELIMITER, MCQSpec
 from .records import harness_version
 
 log = logging.getLogger("unlearnbench.target")
@@ -47,7 +48,6 @@ TARGET_FILE = "target.json"
 REPORT_FILE = "target_report.json"
 WEIGHTS_FILE = "model.safetensors"
 RECIPE_VERSION = "2"  # 2: utility trained and scored in the cloze format
-FEWSHOT_DELIMITER = "\n\n"
 
 
 @dataclass(frozen=True)
@@ -102,20 +102,21 @@ class TargetError(ValueError):
 # -- text formats ----------------------------------------------------------------------------------
 def qa_block(question: str) -> str:
     """One utility question as lm-eval's ``mmlu_continuation`` writes it, ending in ``Answer:``."""
-    from .mmlu import CONTINUATION_DOC_TO_TEXT
-
     return CONTINUATION_DOC_TO_TEXT.replace("{{question.strip()}}", question.strip())
 
 
-def qa_description(subject: str) -> str:
-    from .mmlu import CONTINUATION_DESCRIPTION
+def qa_solved(question: str, answer: str) -> str:
+    """A question with its answer, as a few-shot example (and a training item) reads."""
+    return qa_block(question) + TARGET_DELIMITER + answer
 
+
+def qa_description(subject: str) -> str:
     return CONTINUATION_DESCRIPTION.format(subject=subject.replace("_", " "))
 
 
 def qa_prompt(subject: str, shots: list, item) -> str:
     """lm-eval's k-shot cloze context: description, solved shots (answer = choice text), the question."""
-    solved = [qa_block(s.question) + " " + s.choices[s.answer] for s in shots]
+    solved = [qa_solved(s.question, s.choices[s.answer]) for s in shots]
     return qa_description(subject) + "".join(s + FEWSHOT_DELIMITER for s in solved) + qa_block(item.question)
 
 
@@ -167,11 +168,11 @@ def _utility_qa_chains(mcq, facts: list[dict[str, str]], rng: random.Random, cha
         rng.shuffle(pool)
         description = qa_description(subject)
         for start in range(0, len(pool), chain):
-            out.append(description + FEWSHOT_DELIMITER.join(qa_block(q) + " " + a for q, a in pool[start:start + chain]))
+            out.append(description + FEWSHOT_DELIMITER.join(qa_solved(q, a) for q, a in pool[start:start + chain]))
     return out
 
 
-def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, phrasings: int = 2) -> WorldTexts:
+def _world_texts(bench, facts, mcq, seed: int, epochs: int, phrasings: int, chain: int = 6) -> WorldTexts:
     """The training texts (records and facts; utility QA chains per epoch) and the tokenizer's corpus."""
     from .world import parse_fact
 
@@ -179,7 +180,7 @@ def _world_texts(bench, facts, mcq, seed: int, epochs: int, chain: int = 6, phra
     train = [f"{r.input} {r.output}" for r in bench.records] + list(facts)
     parsed = [parse_fact(f) for f in facts]
     qa_by_epoch = [_utility_qa_chains(mcq, parsed, rng, chain, phrasings) for _ in range(epochs)]
-    all_qa = [qa_block(item.question) + " " + item.choices[item.answer]
+    all_qa = [qa_solved(item.question, item.choices[item.answer])
               for subject in mcq.subjects for split in ("dev", "val", "test")
               for item in mcq.data[subject].get(split, [])]
     tokenizer_texts = (train + [d.document for d in bench.members + bench.nonmembers] + all_qa
@@ -297,10 +298,9 @@ def measure_gates(model, tokenizer, bench, utility_dir: Path, progress: bool = T
     :func:`harness.mmlu.run_mcq` (lm-eval, 5-shot). Split-level values are the mean of the three task
     means (SemEval aggregates per task). ``settings_overrides`` go to ``EvalSettings`` (tests only)."""
     from .evaluate import EvalSettings, evaluate_model
-    from .mmlu import MCQSpec
 
-    settings = EvalSettings(utility=MCQSpec(source=str(utility_dir), metric_name="utility", prompt_format="cloze"), answer_losses=False,
-                            cache=False, progress=progress, **settings_overrides)
+    utility = MCQSpec(source=str(utility_dir), metric_name="utility", prompt_format="cloze")
+    settings = EvalSettings(utility=utility, answer_losses=False, cache=False, progress=progress, **settings_overrides)
     metrics = evaluate_model(model, tokenizer, bench, settings).metrics
     out: dict[str, Any] = {}
     for split in ("forget", "retain"):
@@ -441,4 +441,4 @@ def read_report(model_dir: str | Path) -> dict | None:
 
 
 __all__ = ["train_target", "measure_gates", "check_gates", "read_report", "read_target_info", "cache_key",
-           "qa_prompt", "qa_block", "CONFIGS", "GATES", "TargetConfig", "TargetError"]
+           "qa_prompt", "qa_block", "qa_solved", "CONFIGS", "GATES", "TargetConfig", "TargetError"]
