@@ -429,6 +429,8 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
                 c, m, p, lg = prefill(group)
                 for i in group:
                     tokens[i], gaps[i] = [], math.inf
+                    if last_tie is not None:
+                        last_tie.pop(i, None)  # a row re-run after an out-of-memory retry starts afresh
                 if not rows:
                     cache, mask, pos, logits = c, m, p, lg
                     poolable = _poolable(cache)
