@@ -71,6 +71,15 @@ def _warm_up(model, tok, records, docs) -> None:
                     [{"set": d.set, "id": d.id, "loss": float(i)} for i, d in enumerate(docs)], mode="semeval2025")
 
 
+def _floor(model, tok, records, docs, gen, stats) -> dict:
+    """The roofline (``benchmarks/roofline.py``) for this case: computed after the clock stops."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from roofline import engine_floor
+
+    return engine_floor(model, [len(tok(r.input)["input_ids"]) for r in records], [len(t) for t in gen.token_ids],
+                        [len(tok(d.document)["input_ids"]) for d in docs], stats["batch_size"]["generation"])
+
+
 def run_variant(args) -> dict:
     """Child process: run one variant, write outputs, timings and peak RSS as JSON."""
     import torch
@@ -95,7 +104,9 @@ def run_variant(args) -> dict:
         mia = engine.sequence_losses(model, tok, [d.document for d in docs], batch_size=args.batch_size,
                                      progress=False, stats=stats)
         generations, losses = gen.texts, [m["loss"] for m in mia]
-        extra = {"fallback_rows": len(gen.fallback), "batch_sizes": stats.get("batch_size")}
+        extra = {"fallback_rows": len(gen.fallback), "batch_sizes": stats.get("batch_size"),
+                 "generation_seconds": stats.get("generation_seconds"),
+                 "fallback_tokens": stats.get("generation_fallback_tokens")}
     else:
         from metrics.text import classic_cleanup
 
@@ -120,6 +131,8 @@ def run_variant(args) -> dict:
     mia_rows = [{"set": d.set, "id": d.id, "loss": x} for d, x in zip(docs, losses)]
     metrics = compute_metrics(samples, mia_rows, mode="semeval2025")
     total = time.perf_counter() - t0
+    if args.variant == "engine":  # after the clock stops
+        extra["floor"] = _floor(model, tok, records, docs, gen, stats)
     return {"variant": args.variant, "generations": generations, "losses": losses, "metrics": metrics,
             "seconds": {"generation": t_gen, "mia": t_model - t_gen, "scoring": total - t_model, "total": total},
             "peak_rss_mb": _peak_rss_mb(), "n_records": len(records), "n_docs": len(docs), **extra}
@@ -161,6 +174,15 @@ def compare(case: str, args, workdir: Path) -> None:
     print(f"  identical generations: {same_gen}/{len(r['generations'])}   max |MIA loss diff| {dloss:.2e}   "
           f"metrics differing: {diff_metrics or 'none'}   near-tie fallback rows: {e.get('fallback_rows')}   "
           f"batch sizes {e.get('batch_sizes')}")
+    if e.get("generation_seconds"):
+        g = e["generation_seconds"]
+        print(f"  engine generation: batched {g['batched']:.2f}s, one-at-a-time re-check of near-tie rows "
+              f"{g['verify']:.2f}s ({e.get('fallback_tokens')} tokens)")
+    if e.get("floor"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from roofline import format_floor
+
+        print(f"  roofline: {format_floor(e['floor'], r['seconds']['total'])}")
     print(f"  task_aggregate {e['metrics']['task_aggregate']}  mia_auc {e['metrics']['mia_auc']} (engine) vs "
           f"{r['metrics']['task_aggregate']}  {r['metrics']['mia_auc']} (reference)")
 

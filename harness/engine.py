@@ -21,11 +21,13 @@ step had a safe gap after an identical prefix, so the batched tail is exact too;
 regenerated one at a time to the end.
 
 The float32 rounding difference was measured with ``benchmarks/logit_noise.py``: its largest value
-over thousands of steps is 6.8e-7 (the embedded target, width 128), 9.7e-7 (random Llama, width 256,
-12 layers), 1.4e-6 (width 512) and 2.3e-6 (width 1024), i.e. about 0.6 x float32 epsilon x
-sqrt(hidden size), independent of depth, with no tail (the 99.9th percentile is within 2% of the
-maximum). The default float32 margin, 8 x epsilon x sqrt(hidden size), is 13-16x those maxima (the
-guarantee needs 2x). In bfloat16/float16 the rounding noise is much larger; the margin there is a
+over 1,000-12,000 steps is 9.9e-7 (the embedded target, width 128), 9.7e-7 (random Llama, width 256,
+12 layers), 1.6e-6 (width 512) and 2.3e-6 (width 1024), i.e. 0.6-0.75 x float32 epsilon x
+sqrt(hidden size), independent of depth; the 99.9th percentile is within 1.5x of the maximum. The
+default float32 margin, 8 x epsilon x sqrt(hidden size), is 11-16x those maxima (the guarantee needs
+2x). A smaller factor would send fewer rows of random-weight models (whose top logits are often close)
+to the re-check -- 4 instead of 8 saves about a third of them -- but leaves a thinner safety factor
+for models never measured, so exactness keeps the wider margin. In bfloat16/float16 the rounding noise is much larger; the margin there is a
 heuristic and the guarantee is weaker (documented in the result's settings).
 
 Other speed-ups: continuous batching. Prompts are queued by token length; up to ``batch_size`` rows
@@ -40,6 +42,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -253,6 +256,14 @@ def _reference_generate_ids(model, tokenizer, prompt: str, max_new_tokens: int, 
     return new
 
 
+def _token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text with the default special tokens, as ``tokenizer(text)`` gives them one at
+    a time (one batched call: a fast tokenizer encodes the list in one go)."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+
+
 def _left_pad_batch(prompt_ids: list[list[int]], pad_id: int, dev):
     import torch
 
@@ -446,11 +457,14 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
                 rows = rows + group
             if not rows:
                 return
-            top2 = torch.topk(logits, 2, dim=-1).values
-            # torch.argmax (first maximal index) is what greedy generate uses; topk agrees except on
-            # exact ties, whose gap is 0 and therefore sends the row to the verified fallback anyway.
-            next_tok = torch.argmax(logits, dim=-1)
-            gap = ((top2[:, 0] - top2[:, 1]) / top2[:, 0].abs().clamp(min=1.0)).tolist()
+            top2, top2_idx = torch.topk(logits, 2, dim=-1)
+            gap_t = (top2[:, 0] - top2[:, 1]) / top2[:, 0].abs().clamp(min=1.0)
+            # Greedy generate takes torch.argmax (the first maximal index); topk's first index is the
+            # same token unless the top two logits are exactly equal, so only such rows pay for argmax.
+            next_tok = top2_idx[:, 0]
+            if bool((gap_t == 0).any()):
+                next_tok = torch.where(gap_t == 0, torch.argmax(logits, dim=-1), next_tok)
+            gap = gap_t.tolist()
             fin = torch.isin(next_tok, eos_t).tolist()
             toks = next_tok.tolist()
             for b, row in enumerate(rows):
@@ -512,7 +526,7 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
 
         if verify_margin is None:
             verify_margin = default_margin(model)
-        prompt_ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+        prompt_ids = _token_ids(tokenizer, prompts)
         for i, p in enumerate(prompt_ids):
             if not p:
                 raise ValueError(f"prompt {i} ({prompts[i][:60]!r}) tokenises to no tokens; cannot generate")
@@ -535,10 +549,12 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
             _greedy_pool(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish,
                          last_tie=last_tie, tie_margin=verify_margin)
 
+        t0 = time.perf_counter()
         try:
             _run_with_backoff(run, bs0, "generation", stats)
         finally:
             bar.close()
+        t1 = time.perf_counter()
         fallback = [i for i in range(n) if margins[i] < verify_margin]
         replayed = diverged = 0
         if fallback:
@@ -560,6 +576,7 @@ def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: 
         stats["generation_fallback_tokens"] = replayed
         stats["generation_fallback_diverged"] = diverged
         stats["verify_margin"] = verify_margin
+        stats["generation_seconds"] = {"batched": t1 - t0, "verify": time.perf_counter() - t1}
         texts = [decode(tokenizer, t, cleanup) for t in ids]  # type: ignore[arg-type]
         return GenerationOutput(texts, ids, margins, fallback,  # type: ignore[arg-type]
                                 stats["batch_size"]["generation"], "batched")
@@ -585,6 +602,38 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 256
 
 # ------------------------------------------------------------------------------------------------
 # losses
+_LOG2E = 1.4426950408889634
+
+
+def _vocab_scores(z, target, want_stats: bool) -> dict[str, Any]:
+    """From logits ``z`` ``[positions, vocab]`` (float32; overwritten) and the next tokens ``target``:
+    ``logp`` = log p(target) and, with ``want_stats``, ``mu``/``sigma`` = mean and standard deviation
+    of log p under p at each position (Min-K%++).
+
+    One exponential per logit: ``e = 2^((z - max) log2 e)`` gives both ``lse = max + log sum e`` and
+    ``p = e / sum e``. The moments need no ``log p`` tensor: log p = z - lse, so mu = E_p[z] - lse and
+    sigma^2 = E_p[(z - E_p[z])^2] (the two-pass form: no cancellation when sigma is small). On CPU
+    ``exp`` is the costly step (~1.5 ns per logit, ``exp2`` ~1 ns); ``torch.logsumexp`` followed by
+    ``exp(z - lse)`` computed it twice and made this 1.44x the bare forward pass of the embedded target
+    (``benchmarks/mia_pass.py``).
+    """
+    import torch
+
+    m = z.amax(dim=-1, keepdim=True)
+    e = torch.sub(z, m).mul_(_LOG2E)
+    torch.exp2(e, out=e)
+    s = e.sum(dim=-1, keepdim=True)
+    lse = m.add_(s.log())
+    out = {"logp": z.gather(-1, target[:, None])[:, 0] - lse[:, 0]}
+    if want_stats:
+        m1 = (e * z).sum(dim=-1, keepdim=True).div_(s)
+        z.sub_(m1).square_()  # in place: z is not read again
+        var = (e.mul_(z)).sum(dim=-1).div_(s[:, 0])
+        out["mu"] = (m1 - lse)[:, 0]
+        out["sigma"] = var.clamp_(min=0).sqrt_()
+    return out
+
+
 def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_size: int | str, want_stats: bool,
                   desc: str, progress: bool, stats: dict, phase: str, token_budget: int | None = None
                   ) -> list[dict[str, Any]]:
@@ -645,22 +694,8 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
                     # The logits at position t-1 predict token t.
                     z = logits[r, start - 1: len(seq) - 1].float()
                     target = torch.tensor(seq[start:], device=z.device)
-                    lse = torch.logsumexp(z, dim=-1)
-                    out = {"logp": (z.gather(-1, target[:, None])[:, 0] - lse).cpu()}
-                    if want_stats:
-                        # Moments of log p under p, without materialising log p: log p = z - lse, so
-                        # mu = E_p[z] - lse and sigma^2 = E_p[(z - E_p[z])^2] (the two-pass form: no
-                        # cancellation when the distribution is nearly flat and sigma is small).
-                        p = z - lse[:, None]
-                        p.exp_()
-                        m1 = (p * z).sum(-1)
-                        z.sub_(m1[:, None])  # in place: z (a view of this row's logits) is not read again
-                        var = p.mul_(z).mul_(z).sum(-1)
-                        out["mu"] = (m1 - lse).cpu()
-                        out["sigma"] = var.clamp(min=0).sqrt().cpu()
-                        del p
-                    results[i] = out
-                    del z
+                    out, z = _vocab_scores(z, target, want_stats), None
+                    results[i] = {k: v.cpu() for k, v in out.items()}
                 del logits
             bar.update(len(todo))
 
@@ -703,7 +738,7 @@ def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | st
     if not 0 < k <= 1:
         raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
     stats = stats if stats is not None else {}
-    seqs = [tokenizer(t, add_special_tokens=True)["input_ids"] for t in texts]
+    seqs = _token_ids(tokenizer, texts)
     for i, s in enumerate(seqs):
         if len(s) < 2:
             raise ValueError(f"document {i} ({texts[i][:60]!r}) has {len(s)} token(s); a loss needs at least 2")

@@ -90,6 +90,23 @@ def test_batched_generation_exact_on_memorised_model(memorised_llama, tiny_token
     assert sum(t == r["output"] for t, r in zip(out.texts, ROWS)) >= len(ROWS) // 2
 
 
+def test_exact_logit_ties_pick_the_first_token_like_generate(tiny_tokenizer):
+    """Every token 2m+1 gets the same lm_head row as token 2m, so every step is an exact tie; greedy
+    generate takes the first maximal index, and so must the engine, even with no near-tie re-check."""
+    from harness.tiny import tiny_llama
+
+    model = tiny_llama(tiny_tokenizer, hidden_size=64, num_layers=2, seed=3)
+    with torch.no_grad():
+        w = model.lm_head.weight
+        w[1::2] = w[0: w.shape[0] - w.shape[0] % 2: 2][: w[1::2].shape[0]]
+    ref = reference(model, tiny_tokenizer, PROMPTS[:6], 12)
+    raw = engine.generate_detailed(model, tiny_tokenizer, PROMPTS[:6], max_new_tokens=12, batch_size=6,
+                                   verify_margin=0, progress=False)
+    assert raw.token_ids == ref.token_ids
+    assert all(t % 2 == 0 for row in raw.token_ids for t in row)
+    assert all(m == 0 for m in raw.min_margins)
+
+
 def test_left_padding_and_output_order(tiny_llama, tiny_tokenizer):
     short = "Which city?"
     long = " ".join(r["input"] for r in ROWS[:4])
