@@ -13,9 +13,10 @@ Both machine rates are measured here, in this process, with the model's own weig
 throughput as ``linear`` over the model's linear layers at the engine's batch size, and streaming
 bandwidth as ``linear`` at batch size one over all of them (their total size exceeds the caches for
 the larger model; for a model whose weights fit in cache the figure is the cache bandwidth). The
-engine floor divided into the measured reference time is an upper bound on the speed-up this engine,
-or any exact batched engine, can reach for the case on this machine; eval_speed prints it beside the
-measured ratio.
+measured reference time divided by the floor is an upper bound on the speed-up this engine (which
+runs attention and matrix products one after another) can reach for the case on this machine; with
+the KV-cache reads fully overlapped with the products it bounds any batched engine that computes
+every float32 logit as the organisers do. eval_speed prints both beside the measured ratio.
 
     python benchmarks/roofline.py --target T --world W      # the embedded target's floor, standalone
 """
@@ -91,6 +92,10 @@ def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int]
         "stream_gb_s": rates["stream_bytes"] / 1e9,
     }
     out["total"] = out["prefill"] + out["decode_compute"] + out["decode_memory"] + out["mia"]
+    # A fused decoding kernel could stream the KV cache while it multiplies: then only the larger of
+    # the two decode terms counts. Eager PyTorch runs attention and the matrix products one after
+    # another, so ``total`` is the floor for this engine and ``overlapped`` the floor for any engine.
+    out["overlapped"] = out["prefill"] + max(out["decode_compute"], out["decode_memory"]) + out["mia"]
     return out
 
 
@@ -99,7 +104,8 @@ def format_floor(floor: dict[str, float], reference_seconds: float | None = None
             f"{floor['decode_compute']:.2f} + decode memory {floor['decode_memory']:.2f} + mia {floor['mia']:.2f} "
             f"(matrix throughput {floor['gemm_gflops']:.1f} GFLOP/s, streaming {floor['stream_gb_s']:.1f} GB/s)")
     if reference_seconds:
-        text += f"; best possible speed-up {reference_seconds / floor['total']:.1f}x"
+        text += (f"; best possible speed-up {reference_seconds / floor['total']:.1f}x "
+                 f"({reference_seconds / floor['overlapped']:.1f}x with KV reads fully overlapped)")
     return text
 
 
