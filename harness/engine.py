@@ -27,8 +27,9 @@ sqrt(hidden size), independent of depth; the 99.9th percentile is within 1.5x of
 default float32 margin, 8 x epsilon x sqrt(hidden size), is 11-16x those maxima (the guarantee needs
 2x). A smaller factor would send fewer rows of random-weight models (whose top logits are often close)
 to the re-check -- 4 instead of 8 saves about a third of them -- but leaves a thinner safety factor
-for models never measured, so exactness keeps the wider margin. In bfloat16/float16 the rounding noise is much larger; the margin there is a
-heuristic and the guarantee is weaker (documented in the result's settings).
+for models never measured, so exactness keeps the wider margin. In bfloat16/float16 the rounding
+noise is much larger; the margin there is a heuristic and the guarantee is weaker (documented in the
+result's settings).
 
 Other speed-ups: continuous batching. Prompts are queued by token length; up to ``batch_size`` rows
 decode together; a row that emits EOS is finished at once, and once a quarter of the slots are
