@@ -412,12 +412,53 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
     gaps: dict[int, float] = {}
     poolable = True
 
-    def prefill(group: list[int]):
+    # Prompts of one length are prefilled together without padding (no mask: the causal fast path,
+    # and no work on pad positions; measured 0.69 s instead of 0.91 s for the embedded target's 600
+    # prompts), then their caches are left-padded into one batch. Caches that cannot be padded
+    # (sliding-window layers) take the whole group in one left-padded pass.
+    split_runs = _poolable(_new_cache(model))
+
+    def prefill_padded(group: list[int]):
         ids, m = _left_pad_batch([prompt_ids[i] for i in group], pad_id, dev)
         positions = (m.cumsum(-1) - 1).clamp(min=0)
         c = _new_cache(model)
         out = _forward_last(model, input_ids=ids, attention_mask=m, position_ids=positions, past_key_values=c)
-        return c, m, positions[:, -1:], out.logits[:, -1, :].float()
+        return c, m, positions[:, -1:], out.logits[:, -1, :].float(), group
+
+    def prefill(group: list[int]):
+        """Cache, mask, last positions and logits of ``group``'s prompts, and the order of their rows."""
+        runs: dict[int, list[int]] = {}
+        for i in group:
+            runs.setdefault(len(prompt_ids[i]), []).append(i)
+        if not split_runs:
+            return prefill_padded(group)
+        width = max(runs)
+        parts = []
+        for length, members in runs.items():
+            ids = torch.tensor([prompt_ids[i] for i in members], dtype=torch.long, device=dev)
+            positions = torch.arange(length, device=dev).expand(len(members), length)
+            c = _new_cache(model)
+            out = _forward_last(model, input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions,
+                                past_key_values=c)
+            parts.append((length, members, c, out.logits[:, -1, :].float()))
+        cache = parts[0][2]
+        for li, layer in enumerate(cache.layers):
+            for name in ("keys", "values"):
+                first = getattr(layer, name)
+                merged = first.new_zeros((len(group), first.shape[1], width, first.shape[3]))
+                row = 0
+                for length, members, c, _ in parts:
+                    merged[row: row + len(members), :, width - length:] = getattr(c.layers[li], name)
+                    row += len(members)
+                setattr(layer, name, merged)
+        mask = torch.zeros((len(group), width), dtype=torch.long, device=dev)
+        row = 0
+        for length, members, _, _ in parts:
+            mask[row: row + len(members), width - length:] = 1
+            row += len(members)
+        order_in_batch = [i for _, members, _, _ in parts for i in members]
+        last_pos = torch.tensor([[len(prompt_ids[i]) - 1] for i in order_in_batch], dtype=torch.long, device=dev)
+        return cache, mask, last_pos, torch.cat([lg for *_, lg in parts], dim=0), order_in_batch
 
     with torch.no_grad():
         while True:
@@ -438,7 +479,7 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
             if can_refill:
                 group = queue[qpos: qpos + batch_size - n_live]
                 qpos += len(group)
-                c, m, p, lg = prefill(group)
+                c, m, p, lg, group = prefill(group)  # rows of one prompt length are adjacent
                 for i in group:
                     tokens[i], gaps[i] = [], math.inf
                     if last_tie is not None:

@@ -361,3 +361,22 @@ def test_load_lora_adapter_onto_its_base(tiny_model_dir, tmp_path):
     plain, _ = load_model(tiny_model_dir)
     assert weight_hash(merged) != weight_hash(plain)
     assert not math.isnan(float(got.sum()))
+
+
+def test_sliding_window_model_generates_exactly_without_pooling(tiny_tokenizer):
+    """A model whose cache cannot be left-padded (sliding-window layers) runs each batch to completion
+    with one left-padded prefill, and still matches one-at-a-time decoding."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MistralConfig(vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=4, sliding_window=6, max_position_embeddings=512,
+                        bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
+                        pad_token_id=tiny_tokenizer.pad_token_id)
+    model = MistralForCausalLM(cfg).eval()
+    assert not engine._poolable(engine._new_cache(model))
+    prompts = PROMPTS[:10]
+    ref = reference(model, tiny_tokenizer, prompts, 16)
+    out = engine.generate_detailed(model, tiny_tokenizer, prompts, max_new_tokens=16, batch_size=4, progress=False)
+    assert out.texts == ref.texts
+    assert out.token_ids == ref.token_ids
