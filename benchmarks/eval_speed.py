@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from roofline import engine_floor, format_floor  # beside this script, which is on sys.path when run
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -73,9 +75,6 @@ def _warm_up(model, tok, records, docs) -> None:
 
 def _floor(model, tok, records, docs, gen, stats) -> dict:
     """The roofline (``benchmarks/roofline.py``) for this case: computed after the clock stops."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from roofline import engine_floor
-
     return engine_floor(model, [len(tok(r.input)["input_ids"]) for r in records], [len(t) for t in gen.token_ids],
                         [len(tok(d.document)["input_ids"]) for d in docs], stats["batch_size"]["generation"])
 
@@ -179,9 +178,6 @@ def compare(case: str, args, workdir: Path) -> None:
         print(f"  engine generation: batched {g['batched']:.2f}s, one-at-a-time re-check of near-tie rows "
               f"{g['verify']:.2f}s ({e.get('fallback_tokens')} tokens)")
     if e.get("floor"):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from roofline import format_floor
-
         print(f"  roofline: {format_floor(e['floor'], r['seconds']['total'])}")
     print(f"  task_aggregate {e['metrics']['task_aggregate']}  mia_auc {e['metrics']['mia_auc']} (engine) vs "
           f"{r['metrics']['task_aggregate']}  {r['metrics']['mia_auc']} (reference)")

@@ -10,7 +10,9 @@ from memory at batch size one) into compute-bound matrix products. What batching
 * per decoding step: the weights, read once for the whole batch.
 
 Both machine rates are measured here, in this process, with the model's own weights: matrix
-throughput as ``linear`` over the model's linear layers at the engine's batch size, and streaming
+throughput as ``linear`` over the model's linear layers at the engine's batch size (decoding) and at
+1,024 rows (prefill and MIA, which the engine runs as products of about that many rows or more),
+and streaming
 bandwidth as ``linear`` at batch size one over all of them (their total size exceeds the caches for
 the larger model; for a model whose weights fit in cache the figure is the cache bandwidth). The
 measured reference time divided by the floor is an upper bound on the speed-up this engine (which
@@ -43,40 +45,46 @@ def _best_of(fn, repeat: int = 5) -> float:
     return best
 
 
+#: Rows of the matrix products that measure the prefill/MIA rate: those run one whole prompt or
+#: document (or a batch of them) per product, i.e. hundreds to thousands of rows.
+LONG_ROWS = 1024
+
+
 def machine_rates(model, batch_rows: int) -> dict[str, float]:
     """``gemm_flops``: floating-point operations per second of ``linear`` over the model's linear
-    layers with ``batch_rows`` rows; ``stream_bytes``: bytes per second of the same at one row."""
+    layers with ``batch_rows`` rows (decoding); ``gemm_flops_long``: the same with
+    :data:`LONG_ROWS` rows, or ``batch_rows`` when that is faster (prefill and MIA);
+    ``stream_bytes``: bytes per second of the same at one row."""
     import torch
 
     lin = _linears(model)
     weight_bytes = sum(m.weight.numel() * m.weight.element_size() for m in lin)
     dtype = lin[0].weight.dtype
-    xs = {m.in_features: torch.randn(batch_rows, m.in_features, dtype=dtype) for m in lin}
-    x1 = {k: v[:1].clone() for k, v in xs.items()}
     macs = sum(m.weight.numel() for m in lin)
-    with torch.no_grad():
-        t_gemm = _best_of(lambda: [torch.nn.functional.linear(xs[m.in_features], m.weight) for m in lin])
-        t_gemv = _best_of(lambda: [torch.nn.functional.linear(x1[m.in_features], m.weight) for m in lin])
-    return {"gemm_flops": 2 * macs * batch_rows / t_gemm, "stream_bytes": weight_bytes / t_gemv,
-            "weight_bytes": float(weight_bytes)}
+
+    def seconds(rows: int) -> float:
+        xs = {m.in_features: torch.randn(rows, m.in_features, dtype=dtype) for m in lin}
+        with torch.no_grad():
+            return _best_of(lambda: [torch.nn.functional.linear(xs[m.in_features], m.weight) for m in lin])
+
+    gemm = 2 * macs * batch_rows / seconds(batch_rows)
+    return {"gemm_flops": gemm, "gemm_flops_long": max(gemm, 2 * macs * LONG_ROWS / seconds(LONG_ROWS)),
+            "stream_bytes": weight_bytes / seconds(1), "weight_bytes": float(weight_bytes)}
 
 
 def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int], doc_lengths: Sequence[int],
                  batch_rows: int) -> dict[str, float]:
     """Lower bound (seconds) on an exact batched evaluation: prefill, decode and MIA work at the
     measured matrix throughput, KV-cache and per-step weight reads at the measured bandwidth."""
-    cfg = model.config.get_text_config()
+    from harness.engine import _kv_bytes_per_token
+
     rates = machine_rates(model, min(batch_rows, max(1, len(prompt_lengths))))
     lin = _linears(model)
     head = model.get_output_embeddings()
     head_macs = head.weight.numel() if head is not None else 0
     all_macs = sum(m.weight.numel() for m in lin)
     body_macs = all_macs - head_macs
-    item = lin[0].weight.element_size()
-    heads = cfg.num_attention_heads
-    kv_width = (getattr(cfg, "num_key_value_heads", None) or heads) * (
-        getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
-    kv_bytes_per_position = 2 * cfg.num_hidden_layers * kv_width * item
+    kv_bytes_per_position = _kv_bytes_per_token(model)  # what the engine sizes its CPU batches by
     prefill_flops = 2 * (body_macs * sum(prompt_lengths) + head_macs * len(prompt_lengths))
     decode_flops = 2 * all_macs * sum(new_tokens)
     mia_flops = 2 * all_macs * sum(doc_lengths)
@@ -84,11 +92,12 @@ def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int]
     kv_bytes = kv_bytes_per_position * sum(n * p + n * (n - 1) / 2 for p, n in zip(prompt_lengths, new_tokens))
     steps = -(-sum(new_tokens) // max(1, batch_rows))  # at best every step decodes a full batch
     out = {
-        "prefill": prefill_flops / rates["gemm_flops"],
+        "prefill": prefill_flops / rates["gemm_flops_long"],
         "decode_compute": decode_flops / rates["gemm_flops"],
         "decode_memory": (kv_bytes + steps * rates["weight_bytes"]) / rates["stream_bytes"],
-        "mia": mia_flops / rates["gemm_flops"],
+        "mia": mia_flops / rates["gemm_flops_long"],
         "gemm_gflops": rates["gemm_flops"] / 1e9,
+        "gemm_gflops_long": rates["gemm_flops_long"] / 1e9,
         "stream_gb_s": rates["stream_bytes"] / 1e9,
     }
     out["total"] = out["prefill"] + out["decode_compute"] + out["decode_memory"] + out["mia"]
@@ -102,7 +111,9 @@ def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int]
 def format_floor(floor: dict[str, float], reference_seconds: float | None = None) -> str:
     text = (f"floor {floor['total']:.2f}s = prefill {floor['prefill']:.2f} + decode compute "
             f"{floor['decode_compute']:.2f} + decode memory {floor['decode_memory']:.2f} + mia {floor['mia']:.2f} "
-            f"(matrix throughput {floor['gemm_gflops']:.1f} GFLOP/s, streaming {floor['stream_gb_s']:.1f} GB/s)")
+            f"(matrix throughput {floor['gemm_gflops']:.1f} GFLOP/s decoding, "
+            f"{floor.get('gemm_gflops_long', floor['gemm_gflops']):.1f} prefill/MIA; streaming "
+            f"{floor['stream_gb_s']:.1f} GB/s)")
     if reference_seconds:
         text += (f"; best possible speed-up {reference_seconds / floor['total']:.1f}x "
                  f"({reference_seconds / floor['overlapped']:.1f}x with KV reads fully overlapped)")

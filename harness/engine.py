@@ -427,38 +427,34 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
 
     def prefill(group: list[int]):
         """Cache, mask, last positions and logits of ``group``'s prompts, and the order of their rows."""
+        if not split_runs:
+            return prefill_padded(group)
         runs: dict[int, list[int]] = {}
         for i in group:
             runs.setdefault(len(prompt_ids[i]), []).append(i)
-        if not split_runs:
-            return prefill_padded(group)
         width = max(runs)
-        parts = []
+        caches, logits_parts, start = [], [], 0
         for length, members in runs.items():
             ids = torch.tensor([prompt_ids[i] for i in members], dtype=torch.long, device=dev)
             positions = torch.arange(length, device=dev).expand(len(members), length)
             c = _new_cache(model)
             out = _forward_last(model, input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions,
                                 past_key_values=c)
-            parts.append((length, members, c, out.logits[:, -1, :].float()))
-        cache = parts[0][2]
+            caches.append((slice(start, start + len(members)), width - length, c))
+            logits_parts.append(out.logits[:, -1, :].float())
+            start += len(members)
+        order_in_batch = [i for members in runs.values() for i in members]
+        lengths = torch.tensor([len(prompt_ids[i]) for i in order_in_batch], device=dev)
+        cache = caches[0][2]
         for li, layer in enumerate(cache.layers):
             for name in ("keys", "values"):
                 first = getattr(layer, name)
                 merged = first.new_zeros((len(group), first.shape[1], width, first.shape[3]))
-                row = 0
-                for length, members, c, _ in parts:
-                    merged[row: row + len(members), :, width - length:] = getattr(c.layers[li], name)
-                    row += len(members)
+                for rows_, pad, c in caches:  # each run's cache, left-padded into its rows
+                    merged[rows_, :, pad:] = getattr(c.layers[li], name)
                 setattr(layer, name, merged)
-        mask = torch.zeros((len(group), width), dtype=torch.long, device=dev)
-        row = 0
-        for length, members, _, _ in parts:
-            mask[row: row + len(members), width - length:] = 1
-            row += len(members)
-        order_in_batch = [i for _, members, _, _ in parts for i in members]
-        last_pos = torch.tensor([[len(prompt_ids[i]) - 1] for i in order_in_batch], dtype=torch.long, device=dev)
-        return cache, mask, last_pos, torch.cat([lg for *_, lg in parts], dim=0), order_in_batch
+        mask = (torch.arange(width, device=dev)[None, :] >= (width - lengths)[:, None]).long()
+        return cache, mask, (lengths - 1)[:, None], torch.cat(logits_parts, dim=0), order_in_batch
 
     with torch.no_grad():
         while True:
@@ -648,7 +644,7 @@ _LOG2E = 1.4426950408889634
 
 
 def _vocab_scores(z, target, want_stats: bool) -> dict[str, Any]:
-    """From logits ``z`` ``[positions, vocab]`` (float32; overwritten) and the next tokens ``target``:
+    """From logits ``z`` ``[positions, vocab]`` (float32; overwritten with ``want_stats``) and the next tokens ``target``:
     ``logp`` = log p(target) and, with ``want_stats``, ``mu``/``sigma`` = mean and standard deviation
     of log p under p at each position (Min-K%++).
 
@@ -736,8 +732,8 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
                     # The logits at position t-1 predict token t.
                     z = logits[r, start - 1: len(seq) - 1].float()
                     target = torch.tensor(seq[start:], device=z.device)
-                    out, z = _vocab_scores(z, target, want_stats), None
-                    results[i] = {k: v.cpu() for k, v in out.items()}
+                    results[i] = {k: v.cpu() for k, v in _vocab_scores(z, target, want_stats).items()}
+                    del z
                 del logits
             bar.update(len(todo))
 

@@ -19,18 +19,20 @@ def test_floor_counts_prefill_decode_kv_and_mia_work(tiny_tokenizer, monkeypatch
     vocab = model.config.vocab_size
     head = 32 * vocab
     body = 2 * (4 * 32 * 32 + 3 * 32 * 64)
-    gemm, stream, weights = 1e9, 1e8, 4.0 * (body + head)
+    gemm, gemm_long, stream, weights = 1e9, 2e9, 1e8, 4.0 * (body + head)
     monkeypatch.setattr(roofline, "machine_rates",
-                        lambda m, rows: {"gemm_flops": gemm, "stream_bytes": stream, "weight_bytes": weights})
+                        lambda m, rows: {"gemm_flops": gemm, "gemm_flops_long": gemm_long, "stream_bytes": stream,
+                                         "weight_bytes": weights})
     prompts, new, docs = [3, 5], [2, 4], [7, 9, 10]
     f = roofline.engine_floor(model, prompts, new, docs, batch_rows=2)
-    assert f["prefill"] == pytest.approx(2 * (body * 8 + head * 2) / gemm)
+    # prefill and MIA run as long products: the long-product rate; decoding at the batch's rate
+    assert f["prefill"] == pytest.approx(2 * (body * 8 + head * 2) / gemm_long)
     assert f["decode_compute"] == pytest.approx(2 * (body + head) * 6 / gemm)
     # KV bytes per position: keys and values, 2 layers, width 32, float32; row 0 reads 3 then 4
     # positions, row 1 reads 5, 6, 7, 8; at best 3 full steps of 2 rows, each reading the weights.
     kv = 2 * 2 * 32 * 4 * (3 + 4 + 5 + 6 + 7 + 8)
     assert f["decode_memory"] == pytest.approx((kv + 3 * weights) / stream)
-    assert f["mia"] == pytest.approx(2 * (body + head) * 26 / gemm)
+    assert f["mia"] == pytest.approx(2 * (body + head) * 26 / gemm_long)
     assert f["total"] == pytest.approx(f["prefill"] + f["decode_compute"] + f["decode_memory"] + f["mia"])
     assert f["overlapped"] == pytest.approx(f["prefill"] + max(f["decode_compute"], f["decode_memory"]) + f["mia"])
     assert "best possible speed-up" in roofline.format_floor(f, reference_seconds=10 * f["total"])
@@ -44,3 +46,4 @@ def test_machine_rates_are_measured_on_the_models_linears(tiny_tokenizer):
     n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     assert r["weight_bytes"] == 4 * n
     assert r["gemm_flops"] > 0 and r["stream_bytes"] > 0
+    assert r["gemm_flops_long"] >= r["gemm_flops"]
