@@ -6,12 +6,12 @@ The public API, re-exported from the modules that implement it::
     from harness import load_model, evaluate_model, EvalSettings
 """
 
-from .data import DataError, load_benchmark
-from .evaluate import EvalSettings, evaluate_model
-from .models import load_model
-from .records import EvalResult, read_result
-from .registry import METHODS, METRICS, Registry, RegistryError, register_method, register_metric
-from .types import Benchmark, MetricSpec, MIADocument, Record, UnlearnContext, UnlearningMethod
+from harness.tasks.lume.data import DataError, load_benchmark
+from harness.evaluation.pipeline import EvalSettings, evaluate_model
+from harness.backends.loading import load_model
+from harness.core.records import EvalResult, read_result
+from harness.core.registry import METHODS, METRICS, Registry, RegistryError, register_method, register_metric
+from harness.core.types import Benchmark, MetricSpec, MIADocument, Record, UnlearnContext, UnlearningMethod
 
 __all__ = [
     "Benchmark",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.records import BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance, read_result, write_result
+from harness.core.records import BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance, read_result, write_result
 from metrics import compute_metrics, read_mia_rows, read_samples
-from harness.data import DataError
+from harness.tasks.lume.data import DataError
 
 from test_metrics import hand_mia, hand_samples
 

@@ -45,7 +45,7 @@ def test_plugin_method_runs(plugin_site, tmp_path):
     script = r"""
 import json, sys
 from harness import METHODS, UnlearnContext, load_benchmark
-from harness.tiny import train_bpe_tokenizer, tiny_llama
+from harness.synthetic.tiny import train_bpe_tokenizer, tiny_llama
 import torch
 bench = load_benchmark(sys.argv[1])
 texts = [r.input + r.output for r in bench.records]

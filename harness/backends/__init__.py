@@ -1,0 +1,2 @@
+"""Model access: loading models, the batched HF engine, the organisers' reference loop, vLLM, and
+data parallelism."""
