@@ -110,7 +110,7 @@ class ZJUKLABMerge(UnlearningMethod):
     def _record_parent(self, model, tokenizer, data, ctx: UnlearnContext, run: Path, which: str,
                        params: dict[str, Any]) -> None:
         """Write the parent's config.json (mergeable by ``unlearnbench merge``) and evaluate it."""
-        from harness.core.records import MethodInfo
+        from harness.core.records import MethodInfo, write_config
 
         extra = ctx.extra or {}
         base_model = extra.get("model_path")
@@ -121,7 +121,7 @@ class ZJUKLABMerge(UnlearningMethod):
                   "parents": []}
         eval_settings = extra.get("eval_settings")
         if not (self.evaluate_parents and eval_settings is not None):
-            fileio.write_json(run / "config.json", config)
+            write_config(run, config)
             return
         from harness.evaluation.pipeline import evaluate_model
         from harness.backends.loading import model_info

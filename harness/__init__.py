@@ -6,11 +6,12 @@ The public API, re-exported from the modules that implement it::
     from harness import load_model, evaluate_model, EvalSettings
 """
 
-from harness.tasks.lume.data import DataError, load_benchmark
+from harness.tasks.lume.data import load_benchmark
 from harness.evaluation.pipeline import EvalSettings, evaluate_model
 from harness.backends.loading import load_model
 from harness.core.records import EvalResult, read_result
-from harness.core.registry import METHODS, METRICS, Registry, RegistryError, register_method, register_metric
+from harness.core.errors import DataError, RegistryError, UnlearnbenchError, UserError
+from harness.core.registry import METHODS, METRICS, Registry, register_method, register_metric
 from harness.core.types import Benchmark, MetricSpec, MIADocument, Record, UnlearnContext, UnlearningMethod
 
 __all__ = [
@@ -26,7 +27,9 @@ __all__ = [
     "Registry",
     "RegistryError",
     "UnlearnContext",
+    "UnlearnbenchError",
     "UnlearningMethod",
+    "UserError",
     "evaluate_model",
     "load_benchmark",
     "load_model",

@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from harness.tasks.lume.data import DataError
+from harness.core.errors import DataError
 from harness.core.records import MIA_FILE, SAMPLES_FILE
 
 from .build import Leaderboard

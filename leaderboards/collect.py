@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from harness.core.records import RESULT_FILE, EvalResult, RecordError, read_result
+from harness.core.errors import RecordError
+from harness.core.records import RESULT_FILE, EvalResult, read_result
 
 from .board import Board
 

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metrics
-from harness.tasks.lume.data import DataError
+from harness.core.errors import DataError
 from harness.core.registry import METRICS
 from metrics import (
     METRIC_DIRECTIONS,

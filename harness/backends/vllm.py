@@ -14,22 +14,17 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from harness.core.errors import BackendUnavailable
+
 INSTALL_HINT = ("the vLLM engine needs the optional extra: pip install 'unlearnbench[vllm]' "
                 "(vLLM runs on CUDA GPUs; on a CPU use --engine hf)")
-
-
-from harness.cli.main import UserError
-
-
-class VLLMUnavailable(UserError):
-    """vLLM is not installed or cannot run here."""
 
 
 def require_vllm():
     try:
         import vllm  # noqa: F401
     except ImportError as exc:
-        raise VLLMUnavailable(INSTALL_HINT) from exc
+        raise BackendUnavailable(INSTALL_HINT) from exc
     return vllm
 
 
@@ -41,7 +36,7 @@ def _model_and_lora(model_path: str | Path):
         adapter = json.loads(cfg.read_text())
         base = adapter.get("base_model_name_or_path")
         if not base:
-            raise VLLMUnavailable(f"{cfg}: no base_model_name_or_path; merge the adapter first")
+            raise BackendUnavailable(f"{cfg}: no base_model_name_or_path; merge the adapter first")
         return base, str(path), int(adapter.get("r", 16))
     return str(path), None, None
 

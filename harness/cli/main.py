@@ -13,9 +13,7 @@ import logging
 import sys
 import textwrap
 
-from harness.tasks.lume.data import DataError
-from harness.core.records import RecordError
-from harness.core.registry import RegistryError
+from harness.core.errors import UnlearnbenchError, UserError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
@@ -31,12 +29,9 @@ COMMAND_MODULES = (
     "harness.cli.commands.demo",  # demo [--quick]: the whole pipeline on the embedded world
 )
 
-#: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway).
-USER_ERRORS: tuple[type[BaseException], ...] = (DataError, RecordError, RegistryError, FileNotFoundError)
-
-
-class UserError(Exception):
-    """A problem with the command's input that the user can fix."""
+#: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway). The
+#: library's own (``harness.core.errors``) all derive from ``UnlearnbenchError``.
+USER_ERRORS: tuple[type[BaseException], ...] = (UnlearnbenchError, FileNotFoundError)
 
 
 def examples(*lines: str) -> str:
@@ -82,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose, args.quiet)
     try:
         rc = args.func(args)
-    except (UserError, *USER_ERRORS) as exc:
+    except USER_ERRORS as exc:
         if args.verbose:
             raise
         print(f"unlearnbench {args.command}: error: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 A run folder holds:
 
-- ``config.json``   everything needed to re-run (command, method, parameters, settings)
+- ``config.json``   everything needed to re-run: the :class:`RunConfig` below
 - ``result.json``   the :class:`EvalResult` below
 - ``samples.jsonl`` one row per forget/retain record (generation, scores, answer loss)
 - ``mia.jsonl``     one row per membership-inference document (losses, attack scores)
@@ -21,11 +21,12 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.core import fileio
+from harness.core.errors import RecordError
 
 SCHEMA_VERSION = "1.0"
 RESULT_FILE = "result.json"
@@ -132,15 +133,6 @@ class EvalResult(_Frozen):
     provenance: Provenance
 
 
-class RecordError(ValueError):
-    """A result record that cannot be read (corrupt, partial, or of another schema)."""
-
-    def __init__(self, path: str | Path, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -219,8 +211,60 @@ def result_json_schema() -> dict[str, Any]:
     return schema
 
 
-def write_config(run_dir: str | Path, config: dict[str, Any]) -> Path:
-    return fileio.write_json(Path(run_dir) / CONFIG_FILE, config)
+class RunConfig(BaseModel):
+    """A run folder's ``config.json``: everything needed to re-run it. Every command that makes a run
+    folder (``evaluate``, ``unlearn``, ``run``, ``merge``, the demo, composite methods) writes this
+    one record, so every ``config.json`` has the same keys (null where a key does not apply)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    command: str
+    """What made the run: ``evaluate``, ``unlearn``, ``run``, ``merge``, ``demo``, ``zjuklab_merge``, …"""
+    argv: Optional[list[str]] = None
+    """The command line's arguments, when the run came from the CLI."""
+    method: str = "none"
+    """Registered method name, ``merge``, or ``none`` for a plain evaluation."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Every hyperparameter in force (defaults, preset, config file and overrides merged)."""
+    label: Optional[str] = None
+    """Display name on leaderboards."""
+    model: Optional[str] = None
+    """The model as given."""
+    base_model: Optional[str] = None
+    """Absolute path of the starting model (``PeftModel.from_pretrained(base_model, RUN/model)``)."""
+    model_dir: Optional[str] = None
+    """Where the run saved its model, relative to the run folder (``model``)."""
+    finetune: Optional[str] = None
+    """``lora`` or ``full`` for runs that trained or merged weights."""
+    parents: list[str] = Field(default_factory=list)
+    """Run folders this run was made from (merges)."""
+    parent_labels: list[str] = Field(default_factory=list)
+    data: Optional[str] = None
+    """The benchmark folder."""
+    mia: Optional[str] = None
+    """The MIA folder when given apart from the benchmark."""
+    benchmark: Optional[str] = None
+    """The registered benchmark the data was read as (``lume``, …)."""
+    seed: Optional[int] = None
+    device: Optional[str] = None
+    dtype: Optional[str] = None
+    eval: Optional[dict[str, Any]] = None
+    """Evaluation settings in force (``EvalSettings.to_dict()``), or null when the run was not evaluated."""
+    config_file: Optional[str] = None
+    """The ``unlearnbench run`` config file the run came from."""
+    unlearn_seconds: Optional[float] = None
+    merge_seconds: Optional[float] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def write_config(run_dir: str | Path, config: RunConfig | Mapping[str, Any]) -> Path:
+    """Write ``config.json``; a mapping is validated as a :class:`RunConfig` first (an unknown key is
+    refused, so no caller can write a config.json of its own shape)."""
+    if not isinstance(config, RunConfig):
+        config = RunConfig.model_validate(dict(config))
+    return fileio.write_json(Path(run_dir) / CONFIG_FILE, config.to_json())
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:

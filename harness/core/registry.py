@@ -13,11 +13,9 @@ import importlib
 from importlib import metadata
 from typing import Callable, Generic, Iterator, TypeVar
 
+from harness.core.errors import RegistryError
+
 T = TypeVar("T")
-
-
-class RegistryError(LookupError):
-    """Unknown name, duplicate registration, or a plugin that fails to load."""
 
 
 class Registry(Generic[T]):

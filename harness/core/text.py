@@ -10,8 +10,6 @@ unless one side already has whitespace there.
 
 from __future__ import annotations
 
-SEPARATORS = ("auto", "", " ")
-
 
 def seam(input_text: str, output_text: str, separator: str = "auto") -> str:
     """The string placed between ``input`` and ``output``: ``auto`` = one space when neither side

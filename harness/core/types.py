@@ -21,6 +21,16 @@ KINDS: tuple[Kind, ...] = ("sc", "qa")
 LUME_TASKS: tuple[str, ...] = ("Task1", "Task2", "Task3")
 
 
+def kind_from_id(record_id: str) -> Kind | None:
+    """The organisers' rule: drop the id's last character; ``…sc`` → sc, ``…qa`` → qa."""
+    stem = record_id[:-1]
+    if stem.endswith("sc"):
+        return "sc"
+    if stem.endswith("qa"):
+        return "qa"
+    return None
+
+
 @dataclass(frozen=True)
 class Record:
     """One forget/retain item of a LUME-format benchmark."""

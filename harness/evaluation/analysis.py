@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from harness.core import fileio
-from harness.core.records import RESULT_FILE, TRAIN_LOG_FILE, RecordError, read_result
+from harness.core.errors import RecordError
+from harness.core.records import RESULT_FILE, TRAIN_LOG_FILE, read_result
 
 MERGE_COLUMNS = ("final_score_utility", "final_score", "task_aggregate", "mia_auc", "mia_score", "utility", "mmlu")
 

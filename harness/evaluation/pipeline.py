@@ -182,7 +182,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if config is not None and main:
-            write_config(out, dict(config))
+            write_config(out, config)
 
     with _Timer(timings, "hash"):
         if model_info is None or not model_info.weight_hash:

@@ -71,7 +71,7 @@ def _eval_target(plan: DemoPlan, world: Path, target: Path, eval_settings) -> Pa
     from harness.tasks.lume.data import load_benchmark
     from harness.evaluation.pipeline import evaluate_model
     from harness.backends.loading import load_model, model_info
-    from harness.core.records import MethodInfo, RESULT_FILE, read_result, write_config
+    from harness.core.records import RESULT_FILE, MethodInfo, RunConfig, read_result, write_config
 
     run = plan.out / "runs" / "target"
     model, tokenizer = load_model(target)
@@ -84,8 +84,9 @@ def _eval_target(plan: DemoPlan, world: Path, target: Path, eval_settings) -> Pa
         except Exception:  # an unreadable old record is simply redone
             pass
     bench = load_benchmark(world)
-    config = {"command": "demo", "method": "none", "model": str(target), "data": str(world), "label": "target",
-              "eval": eval_settings.to_dict()}
+    config = RunConfig(command="demo", method="none", model=str(target), data=str(world), label="target",
+                       benchmark="lume", seed=plan.seed, device=eval_settings.device, dtype=eval_settings.dtype,
+                       eval=eval_settings.to_dict())
     write_config(run, config)
     evaluate_model(model, tokenizer, bench, eval_settings, run, model_info=info,
                    method_info=MethodInfo(name="none", params={}), label="target", config=config, seed=plan.seed)

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.core import fileio
-from harness.tasks.lume.data import DataError, load_benchmark
+from harness.core.errors import DataError, TargetError
+from harness.tasks.lume.data import load_benchmark
 from harness.tasks.mcq.mmlu import CONTINUATION_DESCRIPTION, CONTINUATION_DOC_TO_TEXT, FEWSHOT_DELIMITER, TARGET_DELIMITER, MCQSpec
 from harness.core.records import harness_version
 
@@ -94,10 +95,6 @@ GATES: tuple[tuple[str, float], ...] = (
     # "well above chance" (0.25): lm-eval, 5-shot, cloze format (test wording never trained).
     ("utility", 0.6),
 )
-
-class TargetError(ValueError):
-    """The target cannot be trained or saved (names the folder and what was expected)."""
-
 
 # -- text formats ----------------------------------------------------------------------------------
 def qa_block(question: str) -> str:

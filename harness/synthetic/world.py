@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core import fileio
+from harness.core.errors import WorldError
 
 GENERATOR_VERSION = "1"
 #: Documents per task per part (forget / retain / non-member) and almanac towns, per size.
@@ -52,10 +53,6 @@ SIZES: dict[str, dict[str, int]] = {
 }
 UTILITY_SUBJECTS = ("geography", "economy", "history", "heraldry")
 MCQ_DEV_PER_SUBJECT = 5
-
-
-class WorldError(ValueError):
-    """The world cannot be written or read (names the folder/file and what was expected)."""
 
 
 # -- a seeded name generator ---------------------------------------------------------------------

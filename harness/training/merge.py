@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.core import fileio
-from harness.cli.main import UserError
-from harness.core.records import CONFIG_FILE, MethodInfo, RecordError, read_config
+from harness.core.errors import RecordError, UserError
+from harness.core.records import CONFIG_FILE, MethodInfo, RunConfig, read_config, write_config
 
 log = logging.getLogger("unlearnbench.merge")
 
@@ -120,11 +119,11 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
     seconds = time.perf_counter() - started
     params = merge_params(settings)
     label = label or f"merge:{settings.how}"
-    config = {"command": "merge", "method": MERGE_METHOD, "params": params, "parents": [p["run"] for p in parents],
-              "parent_labels": [p["label"] for p in parents], "base_model": parents[0]["base_model"],
-              "model": parents[0]["base_model"], "finetune": finetune, "model_dir": "model",
-              "data": str(Path(data).resolve()), "mia": str(mia) if mia else None, "label": label,
-              "dtype": dtype, "device": device, "merge_seconds": round(seconds, 3)}
+    config = RunConfig(command="merge", method=MERGE_METHOD, params=params, parents=[p["run"] for p in parents],
+                       parent_labels=[p["label"] for p in parents], base_model=parents[0]["base_model"],
+                       model=parents[0]["base_model"], finetune=finetune, model_dir="model",
+                       data=str(Path(data).resolve()), mia=str(mia) if mia else None, label=label,
+                       dtype=dtype, device=device, merge_seconds=round(seconds, 3))
     save_model_dir(model, tokenizer, out / "model")
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
@@ -135,12 +134,12 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
 
         bench = load_benchmark(data, mia=mia)
         eval_settings = eval_settings or EvalSettings(dtype=dtype, device=device, progress=progress)
-        config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
+        config.eval = eval_settings.to_dict()  # evaluate_model writes config.json
         info = model_info(model, id=str(out / "model"), base_model=parents[0]["base_model"])
         result = evaluate_model(model, tokenizer, bench, eval_settings, out, model_info=info,
                                 method_info=MethodInfo(name=MERGE_METHOD, params=params), label=label,
                                 parents=[p["run"] for p in parents], extra_timings={"merge": round(seconds, 3)},
                                 config=config, seed=settings.seed)
     else:
-        fileio.write_json(out / CONFIG_FILE, config)
+        write_config(out, config)
     return model, tokenizer, result

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.core import fileio
-from harness.cli.main import UserError
-from harness.core.records import CONFIG_FILE, RESULT_FILE, TRAIN_LOG_FILE, EvalResult, MethodInfo, read_result
+from harness.core.errors import ConfigError
+from harness.core.records import (CONFIG_FILE, RESULT_FILE, TRAIN_LOG_FILE, EvalResult, MethodInfo, RunConfig, read_result,
+                                  write_config)
 from harness.core.registry import METHODS
 from harness.core.types import UnlearnContext
 
@@ -39,10 +40,6 @@ MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
 _IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "seed", "dtype", "eval")
-
-
-class ConfigError(UserError):
-    """A configuration file or override the user can fix (unknown key, unreadable file, bad value)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,21 +224,19 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
                           "adapters to (merge it first, or use finetune=full)")
     preset = resolved.get("preset")
     label = label or (f"{method}:{preset}" if preset else method)
-    config: dict[str, Any] = {
-        "command": command, "argv": sys.argv[1:], "method": method, "params": resolved, "model": str(model),
-        "base_model": base_model, "data": str(Path(data).resolve()), "mia": str(mia) if mia else None,
-        "seed": seed, "device": device, "dtype": dtype, "label": label, "parents": list(parents),
-        "finetune": resolved.get("finetune"), "model_dir": MODEL_DIR,
-        "eval": eval_settings.to_dict() if (evaluate and eval_settings is not None) else None,
-        **dict(extra_config or {}),
-    }
+    config = RunConfig(
+        command=command, argv=sys.argv[1:], method=method, params=resolved, model=str(model), base_model=base_model,
+        data=str(Path(data).resolve()), mia=str(mia) if mia else None, seed=seed, device=device, dtype=dtype,
+        label=label, parents=list(parents), finetune=resolved.get("finetune"), model_dir=MODEL_DIR,
+        eval=eval_settings.to_dict() if (evaluate and eval_settings is not None) else None,
+        **dict(extra_config or {}))
 
     if _finished(run_dir, evaluate) and not force:
         try:
             old = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             old = {}
-        if _same_run(old, config):
+        if _same_run(old, config.to_json()):
             log.info("%s already holds this finished run; skipped (use --force to redo it)", run_dir)
             result = read_result(run_dir) if evaluate else None
             return RunOutcome(run_dir, resolved, result, None, skipped=True)
@@ -260,7 +255,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-        fileio.write_json(run_dir / CONFIG_FILE, config)
+        write_config(run_dir, config)
     wait_for_everyone()
     handler = _attach_log(run_dir) if main else logging.NullHandler()
     try:
@@ -279,7 +274,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
 
         # Composite methods (zjuklab_merge) save and evaluate runs of their own: they need to know
         # where the model and data came from and how the run is evaluated.
-        extra = {"model_path": base_model, "data_path": config["data"], "mia_path": config["mia"],
+        extra = {"model_path": base_model, "data_path": config.data, "mia_path": config.mia,
                  "eval_settings": eval_settings if evaluate else None}
         ctx = UnlearnContext(out_dir=run_dir, seed=seed, device=device, dtype=dtype, log_event=log_event,
                              progress=progress, logger=logging.getLogger(f"unlearnbench.method.{method}"),
@@ -295,7 +290,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
             # ``unlearnbench evaluate --model RUN/model`` loads (same weight hash).
             net = net.merge_and_unload()
         net.eval()
-        config["unlearn_seconds"] = round(seconds, 3)
+        config.unlearn_seconds = round(seconds, 3)
         result = None
         if evaluate:
             from harness.evaluation.pipeline import evaluate_model
@@ -312,7 +307,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
                                     parents=list(parents), extra_timings={"unlearn": round(seconds, 3)},
                                     config=config, seed=seed)
         elif main:
-            fileio.write_json(run_dir / CONFIG_FILE, config)
+            write_config(run_dir, config)
         return RunOutcome(run_dir, resolved, result, seconds, model=net if keep_model else None,
                           tokenizer=tokenizer if keep_model else None)
     finally:

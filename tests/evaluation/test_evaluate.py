@@ -15,6 +15,7 @@ from conftest import LUME_DIR, requires_lume, write_jsonl  # noqa: E402
 from harness import load_benchmark, read_result  # noqa: E402
 from harness.evaluation.pipeline import EvalSettings, evaluate_model  # noqa: E402
 from harness.core.fileio import read_jsonl  # noqa: E402
+from harness.core.records import RunConfig  # noqa: E402
 
 
 
@@ -37,7 +38,10 @@ def test_evaluate_writes_contract_files(tiny_llama, tiny_tokenizer, mini_benchma
     result = evaluate_model(tiny_llama, tiny_tokenizer, bench, settings(tmp_path), out, label="tiny",
                             config={"command": "test"})
     assert read_result(out) == result
-    assert json.loads((out / "config.json").read_text()) == {"command": "test"}
+    # A caller's mapping is written as a RunConfig: every config.json has the same keys.
+    written = json.loads((out / "config.json").read_text())
+    assert written["command"] == "test" and set(written) == set(RunConfig.model_fields)
+    assert written["eval"] is None and written["method"] == "none"
     samples = read_jsonl(out / "samples.jsonl")
     assert [(s["split"], s["id"]) for s in samples] == [(r.split, r.id) for r in bench.records]
     for s in samples:

@@ -7,7 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import LUME_DIR, MINI_FORGET, MINI_RETAIN, make_mini_benchmark, requires_lume, write_jsonl
-from harness.tasks.lume.data import DataError, kind_from_id, load_benchmark
+from harness.core.errors import DataError
+from harness.core.types import kind_from_id
+from harness.tasks.lume.data import load_benchmark
 
 
 def test_kind_from_id_follows_the_organisers_rule():

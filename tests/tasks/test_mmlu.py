@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import UserError
-from harness.tasks.lume.data import DataError
+from harness.cli.commands.evaluate import add_mcq_arguments
+from harness.cli.commands.evaluate import mcq_specs_from_args as specs_from_args
+from harness.core.errors import UserError
+from harness.core.errors import DataError
 from harness.tasks.mcq.data import MMLU_SUBJECT_CATEGORIES, load_mcq
 from harness.tasks.mcq.mmlu import (
     MCQSpec,
-    add_mcq_arguments,
     check_mcq_source,
     mmlu_floor_check,
     resolve_subjects,
     run_mcq,
-    specs_from_args,
 )
 
 LETTERS = "ABCD"

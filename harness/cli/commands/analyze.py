@@ -7,7 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
+from harness.core.errors import UserError
 
 DEFAULT_TECHNIQUES = ("linear", "dare_linear", "dare_ties", "magnitude_prune", "ties")
 

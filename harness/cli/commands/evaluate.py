@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
+from harness.core.errors import UserError
 
 
 def parse_batch_size(value: str) -> int | str:
@@ -45,9 +46,55 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluation cache (default $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench/eval)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the evaluation cache")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from harness.tasks.mcq.mmlu import add_mcq_arguments
-
     add_mcq_arguments(p)
+
+
+def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--mmlu``, ``--utility`` and the ``--mmlu-*`` options to an evaluation command's parser."""
+    from harness.tasks.mcq.data import MMLU_GROUPS
+    from harness.tasks.mcq.mmlu import PROMPT_FORMATS, PROTOCOLS
+
+    g = parser.add_argument_group("MMLU and utility (multiple choice, scored by lm-evaluation-harness)")
+    g.add_argument("--mmlu", metavar="PATH|hub", default=None,
+                   help="MMLU folder (CSV release or cais/mmlu parquet/arrow layout) or 'hub' (online only)")
+    g.add_argument("--utility", metavar="PATH", default=None,
+                   help="an MCQ set in the MMLU layout scored as 'utility' (e.g. WORLD/utility); always run in "
+                        "full, with --mmlu-protocol")
+    g.add_argument("--mmlu-protocol", choices=PROTOCOLS, default="semeval2025",
+                   help="semeval2025: 5-shot from dev, micro average (default); lm-eval: lm-eval's mmlu "
+                        "defaults (0-shot)")
+    g.add_argument("--mmlu-format", choices=PROMPT_FORMATS, default="letters",
+                   help="letters: MMLU's layout, the answer letter is scored (default; the SemEval protocol); "
+                        "cloze: lm-eval's mmlu_continuation, each choice's text is scored")
+    g.add_argument("--utility-format", choices=PROMPT_FORMATS, default="cloze",
+                   help="prompt format of the --utility set (default cloze: the embedded target is trained and "
+                        "gated in that format; a 1M-parameter model answers letter prompts at chance)")
+    g.add_argument("--mmlu-subjects", metavar="LIST|GROUP", default=None,
+                   help=f"comma-separated subjects or one of {', '.join(MMLU_GROUPS)} (recorded; not the full MMLU)")
+    g.add_argument("--mmlu-limit", type=int, metavar="N", default=None,
+                   help="at most N test questions per subject, for quick runs (recorded; not the full MMLU)")
+    g.add_argument("--mmlu-fewshot", type=int, metavar="K", default=None,
+                   help="override the protocol's number of few-shot examples (recorded)")
+    g.add_argument("--mcq-batch-size", type=int, metavar="B", default=8, help="lm-eval batch size (default 8)")
+
+
+def mcq_specs_from_args(args: argparse.Namespace):
+    """(MMLU spec or None, utility spec or None) from the options of :func:`add_mcq_arguments`."""
+    from harness.tasks.mcq.mmlu import MCQSpec
+
+    protocol = getattr(args, "mmlu_protocol", "semeval2025") or "semeval2025"
+    batch = getattr(args, "mcq_batch_size", 8) or 8
+    fewshot = getattr(args, "mmlu_fewshot", None)
+    mmlu = None
+    if getattr(args, "mmlu", None):
+        mmlu = MCQSpec(source=args.mmlu, protocol=protocol, subjects=getattr(args, "mmlu_subjects", None),
+                       limit=getattr(args, "mmlu_limit", None), metric_name="mmlu", batch_size=batch,
+                       num_fewshot=fewshot, prompt_format=getattr(args, "mmlu_format", "letters") or "letters")
+    utility = None
+    if getattr(args, "utility", None):
+        utility = MCQSpec(source=args.utility, protocol=protocol, metric_name="utility", batch_size=batch,
+                          num_fewshot=fewshot, prompt_format=getattr(args, "utility_format", "cloze") or "cloze")
+    return mmlu, utility
 
 
 def add_parallel_argument(p: argparse.ArgumentParser) -> None:
@@ -67,11 +114,9 @@ def maybe_relaunch(args: argparse.Namespace) -> int | None:
 
 def settings_from_args(args: argparse.Namespace):
     from harness.evaluation.pipeline import EvalSettings
-    from harness.tasks.mcq.mmlu import specs_from_args
-
     from harness.tasks.mcq.mmlu import check_mcq_source
 
-    mmlu, utility = specs_from_args(args)
+    mmlu, utility = mcq_specs_from_args(args)
     # A missing MMLU folder or an offline hub must fail now, not after minutes of generation.
     for spec in (mmlu, utility):
         if spec is not None:
@@ -107,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from harness.tasks.lume.data import load_benchmark
     from harness.evaluation.pipeline import evaluate_model
     from harness.backends.loading import load_model, model_info
-    from harness.core.records import MethodInfo
+    from harness.core.records import MethodInfo, RunConfig
 
     from harness.backends.distributed import is_main_process
 
@@ -122,8 +167,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     out = Path(args.out)
-    config = {"command": "evaluate", "argv": sys.argv[1:], "model": str(args.model), "data": str(args.data),
-              "mia": args.mia, "label": args.label, "settings": settings.to_dict()}
+    config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
+                       label=args.label, device=args.device, dtype=args.dtype, eval=settings.to_dict())
     result = evaluate_model(model, tok, bench, settings, out, model_info=model_info(model, id=str(args.model)),
                             method_info=MethodInfo(name="none"), label=args.label, config=config)
     if is_main_process():

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
+from harness.core.errors import UserError
 
 
 def _formats(text: str) -> list[str]:

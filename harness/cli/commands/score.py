@@ -12,7 +12,8 @@ import argparse
 import math
 from pathlib import Path
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
+from harness.core.errors import UserError
 
 
 def _fmt(value: float | None) -> str:
@@ -48,7 +49,8 @@ def _score(args: argparse.Namespace) -> int:
     if args.write and result is None:
         raise UserError(f"{result_path}: no such file; --write updates an existing result record")
 
-    mode = args.mode or (result.settings.get("scoring_mode") if result else None) or "semeval2025"
+    # Evaluation records its scoring mode as settings["mode"] (EvalSettings.mode).
+    mode = args.mode or (result.settings.get("mode") if result else None) or "semeval2025"
     mmlu = args.mmlu if args.mmlu is not None else (result.metrics.get("mmlu") if result else None)
     utility = args.utility if args.utility is not None else (result.metrics.get("utility") if result else None)
 
@@ -102,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="utility accuracy (default: the run's result.json value, if any)")
     p.add_argument("--mode", choices=("semeval2025", "plain"), default=None,
                    help="semeval2025 reproduces the organisers (NA quirk); plain scores the texts as they are "
-                        "(default: the run's settings.scoring_mode, else semeval2025)")
+                        "(default: the mode the run was evaluated in, settings.mode; else semeval2025)")
     p.add_argument("--write", action="store_true", help="update the run's result.json metrics (atomically)")
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(func=_score)

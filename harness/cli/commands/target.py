@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
 
 
 def _target(args: argparse.Namespace) -> int:
-    from harness.synthetic.target import TargetError, read_report, read_target_info, train_target
+    from harness.synthetic.target import read_report, read_target_info, train_target
 
-    try:
-        out = train_target(args.world, args.out, size=args.size, seed=args.seed, progress=not args.quiet)
-    except TargetError as exc:
-        raise UserError(str(exc)) from exc
+    out = train_target(args.world, args.out, size=args.size, seed=args.seed, progress=not args.quiet)
     info = read_target_info(out) or {}
     report = read_report(out) or {}
     print(f"target model: {out} ({info.get('parameters', '?'):,} parameters, trained in "

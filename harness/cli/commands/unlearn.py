@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
+from harness.core.errors import UserError
 
 #: Top-level keys of a ``run`` config file.
 RUN_KEYS = {

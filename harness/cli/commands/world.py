@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.main import UserError, examples
+from harness.cli.main import examples
 
 
 def _world(args: argparse.Namespace) -> int:
     from harness.tasks.lume.data import load_benchmark
-    from harness.synthetic.world import WorldError, generate_world, read_manifest
+    from harness.synthetic.world import generate_world, read_manifest
 
-    try:
-        out = generate_world(args.out, seed=args.seed, size=args.size)
-    except WorldError as exc:
-        raise UserError(str(exc)) from exc
+    out = generate_world(args.out, seed=args.seed, size=args.size)  # a WorldError is a user error
     bench = load_benchmark(out)  # the world must load like any benchmark
     counts = read_manifest(out)["counts"]
     docs = counts["documents"]

@@ -16,40 +16,12 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from harness.core.types import LUME_TASKS, SPLITS, Benchmark, Kind, MIADocument, Record
+from harness.core.errors import DataError
+from harness.core.types import LUME_TASKS, SPLITS, Benchmark, MIADocument, Record, kind_from_id
 
 RECORD_FIELDS = ("id", "input", "output", "task")
 MIA_REQUIRED_FIELDS = ("id", "document")
 SUFFIXES = (".jsonl", ".parquet")
-
-
-class DataError(ValueError):
-    """A benchmark file is missing or malformed. Carries ``path``, ``line`` and ``record_id``."""
-
-    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
-                 record_id: str | None = None):
-        self.path = str(path) if path is not None else None
-        self.line = line
-        self.record_id = record_id
-        self.reason = message
-        where = []
-        if self.path:
-            where.append(self.path)
-        if line is not None:
-            where.append(f"line {line}")
-        if record_id is not None:
-            where.append(f"record id {record_id!r}")
-        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
-
-
-def kind_from_id(record_id: str) -> Kind | None:
-    """The organisers' rule: drop the id's last character; ``…sc`` → sc, ``…qa`` → qa."""
-    stem = record_id[:-1]
-    if stem.endswith("sc"):
-        return "sc"
-    if stem.endswith("qa"):
-        return "qa"
-    return None
 
 
 # -- raw row readers (each yields (line_number, row_dict)) --------------------------------------

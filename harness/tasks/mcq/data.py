@@ -14,7 +14,7 @@ Everything is normalised to :class:`MCQItem` s per subject and split, in file or
 examples are the first dev items *in order*, so order is part of the data). Split names are
 normalised to ``dev``, ``val`` and ``test`` (``validation`` → ``val``).
 
-Errors are :class:`harness.tasks.lume.data.DataError` s naming the file, the row and what was expected.
+Errors are :class:`harness.core.errors.DataError` s naming the file, the row and what was expected.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from harness.tasks.lume.data import DataError
+from harness.core.errors import DataError
 
 LETTERS = ("A", "B", "C", "D")
 SPLITS = ("dev", "val", "test")

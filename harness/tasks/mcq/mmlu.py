@@ -33,7 +33,6 @@ it (``settings["lm_eval_group_acc"]``) as a cross-check.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import logging
 import re
@@ -45,7 +44,7 @@ from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
 
 from harness.core import fileio
-from harness.tasks.lume.data import DataError
+from harness.core.errors import DataError, UserError
 from harness.tasks.mcq.data import LAYOUT_HELP, LETTERS, MMLU_GROUPS, MMLU_SUBJECT_CATEGORIES, MCQSet, load_mcq
 from harness.core.records import MMLUInfo, env_flag
 
@@ -84,12 +83,6 @@ _LAYOUTS: dict[str, dict[str, Any]] = {
 PROMPT_FORMATS = tuple(_LAYOUTS)
 
 
-def _user_error(message: str) -> Exception:
-    from harness.cli.main import UserError  # late: harness.cli imports the command modules
-
-    return UserError(message)
-
-
 @dataclass(frozen=True)
 class MCQSpec:
     """What to run: one MCQ evaluation (MMLU or the world's ``utility`` set)."""
@@ -116,20 +109,20 @@ class MCQSpec:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise _user_error(f"unknown MMLU protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+            raise UserError(f"unknown MMLU protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         if self.prompt_format not in PROMPT_FORMATS:
-            raise _user_error(f"unknown MCQ prompt format {self.prompt_format!r}; "
+            raise UserError(f"unknown MCQ prompt format {self.prompt_format!r}; "
                               f"choose one of {', '.join(PROMPT_FORMATS)}")
         if self.metric_name not in METRIC_NAMES:
-            raise _user_error(f"unknown MCQ metric name {self.metric_name!r}; choose one of {', '.join(METRIC_NAMES)}")
+            raise UserError(f"unknown MCQ metric name {self.metric_name!r}; choose one of {', '.join(METRIC_NAMES)}")
         if self.limit is not None and self.limit < 1:
-            raise _user_error(f"--mmlu-limit must be a positive number of questions per subject, got {self.limit}")
+            raise UserError(f"--mmlu-limit must be a positive number of questions per subject, got {self.limit}")
         if self.batch_size < 1:
-            raise _user_error(f"MCQ batch size must be positive, got {self.batch_size}")
+            raise UserError(f"MCQ batch size must be positive, got {self.batch_size}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
-            raise _user_error(f"number of few-shot examples must be >= 0, got {self.num_fewshot}")
+            raise UserError(f"number of few-shot examples must be >= 0, got {self.num_fewshot}")
         if not str(self.source).strip():
-            raise _user_error("MCQ source is empty; give a folder or 'hub'")
+            raise UserError("MCQ source is empty; give a folder or 'hub'")
 
     @property
     def shots(self) -> int:
@@ -158,7 +151,7 @@ def resolve_subjects(available: Sequence[str], subjects: Optional[Sequence[str] 
         if token in MMLU_GROUPS:
             members = [s for s in available if MMLU_SUBJECT_CATEGORIES.get(s) == token]
             if not members:
-                raise _user_error(
+                raise UserError(
                     f"subject group {token!r} selects no subject of {source or 'the MCQ set'}: groups apply to "
                     f"the 57 MMLU subjects; name subjects instead (available: {', '.join(sorted(available))})")
             chosen.update(members)
@@ -167,7 +160,7 @@ def resolve_subjects(available: Sequence[str], subjects: Optional[Sequence[str] 
         else:
             close = difflib.get_close_matches(token, list(available) + list(MMLU_GROUPS), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise _user_error(f"unknown subject {token!r} in {source or 'the MCQ set'}{hint} "
+            raise UserError(f"unknown subject {token!r} in {source or 'the MCQ set'}{hint} "
                               f"(groups: {', '.join(MMLU_GROUPS)}; subjects: {', '.join(sorted(available))})")
     return sorted(chosen)
 
@@ -379,14 +372,14 @@ def _prepare_local(spec: MCQSpec) -> tuple[MCQSet, list[str]]:
 def _check_hub(spec: MCQSpec) -> None:
     """Fail at once when the hub cannot be used (offline mode or unreachable): no retry loop."""
     if spec.metric_name != "mmlu":
-        raise _user_error("'hub' is only available for MMLU; the utility set is a local folder")
+        raise UserError("'hub' is only available for MMLU; the utility set is a local folder")
     offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if env_flag(v)]
     if offline:
-        raise _user_error(f"--mmlu hub needs the Hugging Face hub, but {' and '.join(offline)} "
+        raise UserError(f"--mmlu hub needs the Hugging Face hub, but {' and '.join(offline)} "
                           f"{'is' if len(offline) == 1 else 'are'} set (offline mode); {LAYOUT_HELP}")
     reachable, where = _hub_reachable()
     if not reachable:
-        raise _user_error(f"--mmlu hub: the Hugging Face hub is not reachable at {where}; {LAYOUT_HELP}")
+        raise UserError(f"--mmlu hub: the Hugging Face hub is not reachable at {where}; {LAYOUT_HELP}")
     resolve_subjects(list(MMLU_SUBJECT_CATEGORIES), spec.subjects, "MMLU (hub)")
 
 
@@ -519,51 +512,7 @@ def mmlu_floor_check(value: float | None, absolute: float | None = None, relativ
     return flags
 
 
-# -- CLI wiring (used by ``unlearnbench evaluate``) --------------------------------------------------
-def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--mmlu``, ``--utility`` and the ``--mmlu-*`` options to an evaluation command's parser."""
-    g = parser.add_argument_group("MMLU and utility (multiple choice, scored by lm-evaluation-harness)")
-    g.add_argument("--mmlu", metavar="PATH|hub", default=None,
-                   help="MMLU folder (CSV release or cais/mmlu parquet/arrow layout) or 'hub' (online only)")
-    g.add_argument("--utility", metavar="PATH", default=None,
-                   help="an MCQ set in the MMLU layout scored as 'utility' (e.g. WORLD/utility); always run in "
-                        "full, with --mmlu-protocol")
-    g.add_argument("--mmlu-protocol", choices=PROTOCOLS, default="semeval2025",
-                   help="semeval2025: 5-shot from dev, micro average (default); lm-eval: lm-eval's mmlu "
-                        "defaults (0-shot)")
-    g.add_argument("--mmlu-format", choices=PROMPT_FORMATS, default="letters",
-                   help="letters: MMLU's layout, the answer letter is scored (default; the SemEval protocol); "
-                        "cloze: lm-eval's mmlu_continuation, each choice's text is scored")
-    g.add_argument("--utility-format", choices=PROMPT_FORMATS, default="cloze",
-                   help="prompt format of the --utility set (default cloze: the embedded target is trained and "
-                        "gated in that format; a 1M-parameter model answers letter prompts at chance)")
-    g.add_argument("--mmlu-subjects", metavar="LIST|GROUP", default=None,
-                   help=f"comma-separated subjects or one of {', '.join(MMLU_GROUPS)} (recorded; not the full MMLU)")
-    g.add_argument("--mmlu-limit", type=int, metavar="N", default=None,
-                   help="at most N test questions per subject, for quick runs (recorded; not the full MMLU)")
-    g.add_argument("--mmlu-fewshot", type=int, metavar="K", default=None,
-                   help="override the protocol's number of few-shot examples (recorded)")
-    g.add_argument("--mcq-batch-size", type=int, metavar="B", default=8, help="lm-eval batch size (default 8)")
-
-
-def specs_from_args(args: argparse.Namespace) -> tuple[MCQSpec | None, MCQSpec | None]:
-    """(MMLU spec or None, utility spec or None) from the options of :func:`add_mcq_arguments`."""
-    protocol = getattr(args, "mmlu_protocol", "semeval2025") or "semeval2025"
-    batch = getattr(args, "mcq_batch_size", 8) or 8
-    fewshot = getattr(args, "mmlu_fewshot", None)
-    mmlu = None
-    if getattr(args, "mmlu", None):
-        mmlu = MCQSpec(source=args.mmlu, protocol=protocol, subjects=getattr(args, "mmlu_subjects", None),
-                       limit=getattr(args, "mmlu_limit", None), metric_name="mmlu", batch_size=batch,
-                       num_fewshot=fewshot, prompt_format=getattr(args, "mmlu_format", "letters") or "letters")
-    utility = None
-    if getattr(args, "utility", None):
-        utility = MCQSpec(source=args.utility, protocol=protocol, metric_name="utility", batch_size=batch,
-                          num_fewshot=fewshot, prompt_format=getattr(args, "utility_format", "cloze") or "cloze")
-    return mmlu, utility
-
-
 __all__ = [
-    "MCQSpec", "run_mcq", "check_mcq_source", "resolve_subjects", "mmlu_floor_check", "add_mcq_arguments", "specs_from_args",
+    "MCQSpec", "run_mcq", "check_mcq_source", "resolve_subjects", "mmlu_floor_check",
     "PROTOCOLS", "PROMPT_FORMATS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
 ]
