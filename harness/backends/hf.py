@@ -48,6 +48,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from harness.backends.base import (BackendOptions, GenerationOutput, ModelBackend, decode, eos_token_ids,
+                                   generation_pad_id, model_device, model_dtype_name, progress_bar, token_ids)
+
 log = logging.getLogger("unlearnbench.engine")
 
 #: Smallest top-1/top-2 logit gap, relative to ``max(1, |top-1 logit|)``, that is trusted to be immune
@@ -94,22 +97,6 @@ def _empty_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def model_device(model) -> Any:
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model without parameters
-        return torch.device("cpu")
-
-
-def model_dtype_name(model) -> str:
-    try:
-        return str(next(model.parameters()).dtype).replace("torch.", "")
-    except StopIteration:  # pragma: no cover
-        return "float32"
-
-
 #: CPU generation: KV-cache bytes the ``auto`` batch may fill (rows x 512 tokens). A CPU process is
 #: killed, not warned, when memory runs out, so the batch is sized from the model instead of retried.
 CPU_KV_BUDGET_BYTES = 2 << 30
@@ -147,17 +134,6 @@ def default_batch_size(model, phase: str) -> int:
     return max(4, min(128, CPU_KV_BUDGET_BYTES // (per_token * 512)))
 
 
-def eos_token_ids(model, tokenizer) -> list[int]:
-    """The ids ``model.generate`` stops at: the generation config's EOS id(s), else the tokenizer's."""
-    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if ids is None:
-        ids = tokenizer.eos_token_id
-    if ids is None:
-        raise ValueError("the tokenizer has no EOS token and the model's generation config names none; "
-                         "greedy generation needs an EOS id to stop at")
-    return [int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])]
-
-
 def unsupported_generation_settings(model) -> dict[str, Any]:
     """``generation_config`` fields that alter greedy decoding (the engine's own loop ignores them)."""
     cfg = getattr(model, "generation_config", None)
@@ -167,25 +143,6 @@ def unsupported_generation_settings(model) -> dict[str, Any]:
         if value is not None and value != neutral:
             out[key] = value
     return out
-
-
-def decode(tokenizer, token_ids: Sequence[int], cleanup: str | None) -> str:
-    """Decode new tokens with special tokens skipped; ``cleanup="semeval2025"`` applies the classic
-    clean-up of transformers 4 (which transformers 5 skips for BPE tokenizers), exactly once."""
-    text = tokenizer.decode(list(token_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-    if cleanup == "semeval2025":
-        from metrics.text import classic_cleanup
-
-        text = classic_cleanup(text)
-    elif cleanup not in (None, "none", "plain"):
-        raise ValueError(f"unknown clean-up {cleanup!r}; expected 'semeval2025' or 'plain'")
-    return text
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="rec", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:
@@ -223,48 +180,6 @@ def _run_with_backoff(fn: Callable[[int], Any], batch_size: int, phase: str, sta
 
 # ------------------------------------------------------------------------------------------------
 # generation
-@dataclass
-class GenerationOutput:
-    texts: list[str]
-    """Decoded generations, in input order."""
-    token_ids: list[list[int]]
-    """New token ids (including the final EOS when one was produced), in input order."""
-    min_margins: list[float]
-    """Smallest relative top-1/top-2 logit gap, ``(l1 - l2) / max(1, |l1|)``, over each row's decoding
-    steps (``inf`` for the ``engine="reference"`` path)."""
-    fallback: list[int] = field(default_factory=list)
-    """Indices regenerated one at a time because a step's logit gap was below the margin."""
-    batch_size: int = 1
-    engine: str = "batched"
-
-
-def _reference_generate_ids(model, tokenizer, prompt: str, max_new_tokens: int, pad_id: int) -> list[int]:
-    """The organisers' procedure for one record (``model.generate``, batch of one, greedy)."""
-    import torch
-
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)
-    dev = model_device(model)
-    with torch.no_grad():
-        out = model.generate(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev),
-                             max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                             pad_token_id=pad_id, temperature=None, top_p=None, top_k=None)
-    new = out[0, enc["input_ids"].shape[1]:].tolist()
-    # generate() pads nothing for a single row, but be safe: cut after the first EOS.
-    eos = set(eos_token_ids(model, tokenizer))
-    for j, t in enumerate(new):
-        if t in eos:
-            return new[: j + 1]
-    return new
-
-
-def _token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text with the default special tokens, as ``tokenizer(text)`` gives them one at
-    a time (one batched call: a fast tokenizer encodes the list in one go)."""
-    if not texts:
-        return []
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
-
-
 def _left_pad_batch(prompt_ids: list[list[int]], pad_id: int, dev):
     import torch
 
@@ -529,98 +444,106 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
 def generate_detailed(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 256,
                       batch_size: int | str = "auto", cleanup: str | None = "semeval2025",
                       progress: bool = True, verify_margin: float | None = None,
-                      engine: str = "batched", stats: dict | None = None) -> GenerationOutput:
+                      stats: dict | None = None) -> GenerationOutput:
     """Greedy generation for every prompt; see :func:`generate`. Also returns token ids, the logit gaps
     and which rows fell back to one-at-a-time decoding.
 
-    ``engine="reference"`` runs the organisers' loop (``model.generate``, one record at a time).
+    A model whose generation config alters greedy decoding (:func:`unsupported_generation_settings`)
+    is decoded one record at a time by the organisers' loop instead (:mod:`harness.backends.reference`).
     """
+    from harness.backends import reference
+
     stats = stats if stats is not None else {}
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids(model, tokenizer)[0]
-    # The spec: padding id = EOS id.
-    pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else pad_id
+    pad_id = generation_pad_id(model, tokenizer)
     eos = set(eos_token_ids(model, tokenizer))
-    n = len(prompts)
-    ids: list[list[int] | None] = [None] * n
-    margins = [math.inf] * n
-    if engine not in ("batched", "reference"):
-        raise ValueError(f"unknown engine {engine!r}; expected 'batched' or 'reference'")
     odd = unsupported_generation_settings(model)
-    if engine == "batched" and odd:
+    if odd:
         log.warning("the model's generation config sets %s; using one-at-a-time model.generate so the "
                     "output matches the reference procedure", odd)
-        engine = "reference"
+        return reference.generate_reference(model, tokenizer, prompts, max_new_tokens, cleanup, progress, stats)
+    if verify_margin is None:
+        verify_margin = default_margin(model)
+    prompt_ids = token_ids(tokenizer, prompts)
+    for i, p in enumerate(prompt_ids):
+        if not p:
+            raise ValueError(f"prompt {i} ({prompts[i][:60]!r}) tokenises to no tokens; cannot generate")
+    bs0 = default_batch_size(model, "generation") if batch_size == "auto" else int(batch_size)
+    if bs0 < 1:
+        raise ValueError(f"batch size must be at least 1, got {bs0}")
     was_training = model.training
     model.eval()
     try:
-        if engine == "reference":
-            with _progress(n, "generate (reference)", progress) as bar:
-                for i, p in enumerate(prompts):
-                    ids[i] = _reference_generate_ids(model, tokenizer, p, max_new_tokens, pad_id)
-                    bar.update(1)
-            stats.setdefault("batch_size", {})["generation"] = 1
-            texts = [decode(tokenizer, t, cleanup) for t in ids]  # type: ignore[arg-type]
-            return GenerationOutput(texts, ids, margins, [], 1, "reference")  # type: ignore[arg-type]
-
-        if verify_margin is None:
-            verify_margin = default_margin(model)
-        prompt_ids = _token_ids(tokenizer, prompts)
-        for i, p in enumerate(prompt_ids):
-            if not p:
-                raise ValueError(f"prompt {i} ({prompts[i][:60]!r}) tokenises to no tokens; cannot generate")
-        bs0 = default_batch_size(model, "generation") if batch_size == "auto" else int(batch_size)
-        if bs0 < 1:
-            raise ValueError(f"batch size must be at least 1, got {bs0}")
-
-        done = [False] * n
-        bar = _progress(n, "generate", progress)
-
-        last_tie: dict[int, int] = {}
-
-        def finish(i: int, toks: list[int], gap: float) -> None:
-            ids[i], margins[i], done[i] = toks, gap, True
-            bar.update(1)
-
-        def run(bs: int) -> None:
-            # Length-sorted queue; rows finished before an out-of-memory retry are kept.
-            order = sorted((i for i in range(n) if not done[i]), key=lambda i: (len(prompt_ids[i]), i))
-            _greedy_pool(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish,
-                         last_tie=last_tie, tie_margin=verify_margin)
-
         t0 = time.perf_counter()
-        try:
-            _run_with_backoff(run, bs0, "generation", stats)
-        finally:
-            bar.close()
+        ids, margins, last_tie = _batched_greedy(model, prompt_ids, max_new_tokens, eos, pad_id, bs0, verify_margin,
+                                                 progress, stats)
         t1 = time.perf_counter()
-        fallback = [i for i in range(n) if margins[i] < verify_margin]
-        replayed = diverged = 0
-        if fallback:
-            log.info("%d of %d generations had a near-tie logit step (< %g); checking them one at a time",
-                     len(fallback), n, verify_margin)
-            with _progress(len(fallback), "generate (verify near-ties)", progress) as fbar:
-                for i in fallback:
-                    # One at a time up to the last near-tie step; past it the batched steps are safe.
-                    upto = last_tie.get(i, len(ids[i]) - 1) + 1
-                    head = _reference_generate_ids(model, tokenizer, prompts[i], upto, pad_id)
-                    replayed += len(head)
-                    if head != ids[i][:upto]:
-                        diverged += 1
-                        ended = len(head) < upto or (head and head[-1] in eos) or upto >= max_new_tokens
-                        ids[i] = head if ended else _reference_generate_ids(model, tokenizer, prompts[i],
-                                                                             max_new_tokens, pad_id)
-                    fbar.update(1)
-        stats["generation_fallback"] = len(fallback)
-        stats["generation_fallback_tokens"] = replayed
-        stats["generation_fallback_diverged"] = diverged
-        stats["verify_margin"] = verify_margin
-        stats["generation_seconds"] = {"batched": t1 - t0, "verify": time.perf_counter() - t1}
-        texts = [decode(tokenizer, t, cleanup) for t in ids]  # type: ignore[arg-type]
-        return GenerationOutput(texts, ids, margins, fallback,  # type: ignore[arg-type]
-                                stats["batch_size"]["generation"], "batched")
+        fallback = [i for i in range(len(prompts)) if margins[i] < verify_margin]
+        _verify_near_ties(model, tokenizer, prompts, ids, fallback, last_tie, max_new_tokens, eos, pad_id, progress,
+                          stats)
     finally:
         if was_training:
             model.train()
+    stats["verify_margin"] = verify_margin
+    stats["generation_seconds"] = {"batched": t1 - t0, "verify": time.perf_counter() - t1}
+    texts = [decode(tokenizer, t, cleanup) for t in ids]
+    return GenerationOutput(texts, ids, margins, fallback, stats["batch_size"]["generation"], "batched")
+
+
+def _batched_greedy(model, prompt_ids: list[list[int]], max_new_tokens: int, eos: set[int], pad_id: int,
+                    batch_size: int, tie_margin: float, progress: bool, stats: dict
+                    ) -> tuple[list[list[int]], list[float], dict[int, int]]:
+    """Every row through :func:`_greedy_pool` (halving the batch on out-of-memory, keeping finished
+    rows): the new token ids, each row's smallest logit gap, and each row's last near-tie step."""
+    n = len(prompt_ids)
+    ids: list[list[int]] = [[] for _ in range(n)]
+    margins = [math.inf] * n
+    done = [False] * n
+    last_tie: dict[int, int] = {}
+    bar = progress_bar(n, "generate", progress)
+
+    def finish(i: int, toks: list[int], gap: float) -> None:
+        ids[i], margins[i], done[i] = toks, gap, True
+        bar.update(1)
+
+    def run(bs: int) -> None:
+        # Length-sorted queue; rows finished before an out-of-memory retry are kept.
+        order = sorted((i for i in range(n) if not done[i]), key=lambda i: (len(prompt_ids[i]), i))
+        _greedy_pool(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish,
+                     last_tie=last_tie, tie_margin=tie_margin)
+
+    try:
+        _run_with_backoff(run, batch_size, "generation", stats)
+    finally:
+        bar.close()
+    return ids, margins, last_tie
+
+
+def _verify_near_ties(model, tokenizer, prompts: Sequence[str], ids: list[list[int]], fallback: list[int],
+                      last_tie: dict[int, int], max_new_tokens: int, eos: set[int], pad_id: int, progress: bool,
+                      stats: dict) -> None:
+    """Check each ``fallback`` row one record at a time up to its last near-tie step (past it the
+    batched steps are safe, see the module docstring); a row that differs is regenerated one at a
+    time to its end. ``ids`` is corrected in place."""
+    from harness.backends.reference import reference_generate_ids
+
+    replayed = diverged = 0
+    if fallback:
+        log.info("%d of %d generations had a near-tie logit step; checking them one at a time",
+                 len(fallback), len(prompts))
+        with progress_bar(len(fallback), "generate (verify near-ties)", progress) as fbar:
+            for i in fallback:
+                upto = last_tie.get(i, len(ids[i]) - 1) + 1
+                head = reference_generate_ids(model, tokenizer, prompts[i], upto, pad_id)
+                replayed += len(head)
+                if head != ids[i][:upto]:
+                    diverged += 1
+                    ended = len(head) < upto or (head and head[-1] in eos) or upto >= max_new_tokens
+                    ids[i] = head if ended else reference_generate_ids(model, tokenizer, prompts[i], max_new_tokens,
+                                                                       pad_id)
+                fbar.update(1)
+    stats["generation_fallback"] = len(fallback)
+    stats["generation_fallback_tokens"] = replayed
+    stats["generation_fallback_diverged"] = diverged
 
 
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 256, batch_size: int | str = "auto",
@@ -672,8 +595,23 @@ def _vocab_scores(z, target, want_stats: bool) -> dict[str, Any]:
     return out
 
 
-def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_size: int | str, want_stats: bool,
-                  desc: str, progress: bool, stats: dict, phase: str, token_budget: int | None = None
+@dataclass
+class ScoringPass:
+    """How one loss phase runs (:func:`_token_scores`): none of it changes a number."""
+
+    phase: str
+    """``mia`` or ``answer_loss``: the name its batch size is recorded under in ``stats``."""
+    desc: str
+    batch_size: int | str = "auto"
+    progress: bool = True
+    stats: dict = field(default_factory=dict)
+    token_budget: int | None = None
+    """Padded tokens per batch; ``None``: as many as keep one batch's logits within ~512 MiB."""
+    data_parallel: bool = True
+    """Shard the batches across ``accelerate``/torchrun processes (all must call) and gather."""
+
+
+def _token_scores(model, sequences: list[list[int]], starts: list[int], want_stats: bool, run_as: ScoringPass
                   ) -> list[dict[str, Any]]:
     """For each token sequence, the log-probability of every token from ``starts[i]`` on (given the
     tokens before it) in right-padded batched forward passes; with ``want_stats`` also the mean and
@@ -688,17 +626,19 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
     n = len(sequences)
     results: list[dict[str, Any] | None] = [None] * n
     dev = model_device(model)
-    bs0 = default_batch_size(model, phase) if batch_size == "auto" else int(batch_size)
+    bs0 = default_batch_size(model, run_as.phase) if run_as.batch_size == "auto" else int(run_as.batch_size)
+    token_budget = run_as.token_budget
     if token_budget is None:
         # Logits are [batch, length, vocab] floats: cap padded tokens per batch so that one batch's
         # logits stay within ~512 MiB.
         vocab = int(getattr(model.config.get_text_config(), "vocab_size", 32000) or 32000)
         token_budget = max(max((len(s) for s in sequences), default=1), (1 << 29) // (4 * vocab))
-    bar = _progress(n, desc, progress)
+    bar = progress_bar(n, run_as.desc, run_as.progress)
 
     from harness.backends.distributed import launched_distributed, state
 
-    rank, world = (state().process_index, state().num_processes) if launched_distributed() else (0, 1)
+    sharded = run_as.data_parallel and launched_distributed()
+    rank, world = (state().process_index, state().num_processes) if sharded else (0, 1)
 
     def run(bs: int) -> None:
         batches = length_batches([len(s) for s in sequences], bs, token_budget)
@@ -738,7 +678,7 @@ def _token_scores(model, sequences: list[list[int]], starts: list[int], batch_si
             bar.update(len(todo))
 
     try:
-        _run_with_backoff(run, bs0, phase, stats)
+        _run_with_backoff(run, bs0, run_as.phase, run_as.stats)
     finally:
         bar.close()
     if world > 1:
@@ -760,7 +700,8 @@ def _lowest_k_mean(values, k: float) -> float:
 
 
 def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | str = "auto", k: float = 0.2,
-                    progress: bool = True, stats: dict | None = None) -> list[dict[str, Any]]:
+                    progress: bool = True, stats: dict | None = None, data_parallel: bool = True
+                    ) -> list[dict[str, Any]]:
     """Per-document membership-inference statistics, in input order.
 
     Each document is tokenised with the tokenizer's default special tokens, without truncation. Fields
@@ -776,11 +717,12 @@ def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | st
     if not 0 < k <= 1:
         raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
     stats = stats if stats is not None else {}
-    seqs = _token_ids(tokenizer, texts)
+    seqs = token_ids(tokenizer, texts)
     for i, s in enumerate(seqs):
         if len(s) < 2:
             raise ValueError(f"document {i} ({texts[i][:60]!r}) has {len(s)} token(s); a loss needs at least 2")
-    scores = _token_scores(model, seqs, [1] * len(seqs), batch_size, True, "mia losses", progress, stats, "mia")
+    scores = _token_scores(model, seqs, [1] * len(seqs), True,
+                           ScoringPass("mia", "mia losses", batch_size, progress, stats, data_parallel=data_parallel))
     rows = []
     for text, seq, sc in zip(texts, seqs, scores):
         logp = sc["logp"]
@@ -796,7 +738,7 @@ def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | st
 
 
 def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str], batch_size: int | str = "auto",
-                  progress: bool = True, stats: dict | None = None) -> list[float | None]:
+                  progress: bool = True, stats: dict | None = None, data_parallel: bool = True) -> list[float | None]:
     """Mean token cross-entropy of each ``output`` given its ``input``, in input order.
 
     ``input`` is tokenised with the default special tokens; the answer's tokens are those following it
@@ -811,10 +753,54 @@ def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str
     pairs = [prompt_and_answer_ids(tokenizer, i, o) for i, o in zip(inputs, outputs)]
     starts = [len(p) for p, _ in pairs]
     seqs = [p + a for p, a in pairs]
-    scores = _token_scores(model, seqs, starts, batch_size, False, "answer losses", progress, stats,
-                           "answer_loss")
+    scores = _token_scores(model, seqs, starts, False, ScoringPass("answer_loss", "answer losses", batch_size, progress,
+                                                                   stats, data_parallel=data_parallel))
     return [float(-s["logp"].mean()) if len(s["logp"]) else None for s in scores]
 
 
-__all__ = ["generate", "generate_detailed", "GenerationOutput", "sequence_losses", "answer_losses", "decode",
-           "eos_token_ids", "is_oom", "DEFAULT_MARGINS", "default_margin"]
+# ------------------------------------------------------------------------------------------------
+# the backend
+class HFBackend(ModelBackend):
+    """The batched engine over an in-memory transformers model (``--engine hf``, the default).
+
+    Generation shards contiguous record ranges across data-parallel processes (batched decoding is
+    verified-exact per row, so the shards' texts equal one process's); the loss phases shard whole
+    batches of the single-process plan inside :func:`_token_scores`, so their floats are bit-identical.
+    """
+
+    name = "hf"
+    exactness = ("batched; rows with a near-tie logit step checked one at a time up to their last near tie and "
+                 "regenerated one at a time when they differ (exact in float32)")
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, cleanup: str = "semeval2025") -> list[str]:
+        def shard(part: list[str]) -> list[str]:
+            return self._generate(part, max_new_tokens, cleanup)
+
+        return self._map(shard, list(prompts))
+
+    def _generate(self, prompts: list[str], max_new_tokens: int, cleanup: str) -> list[str]:
+        o = self.options
+        return generate_detailed(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                 batch_size=o.batch_size, cleanup=cleanup, progress=o.progress,
+                                 verify_margin=o.verify_margin, stats=self.stats).texts
+
+    def _map(self, fn: Callable[[list[str]], list[str]], items: list[str]) -> list[str]:
+        if not self.options.data_parallel:
+            return fn(items)
+        from harness.backends.distributed import map_sharded
+
+        return map_sharded(fn, items)
+
+    def answer_losses(self, inputs: Sequence[str], outputs: Sequence[str]) -> list[float | None]:
+        o = self.options
+        return answer_losses(self.model, self.tokenizer, inputs, outputs, batch_size=o.batch_size, progress=o.progress,
+                             stats=self.stats, data_parallel=o.data_parallel)
+
+    def document_scores(self, texts: Sequence[str], k: float = 0.2) -> list[dict[str, Any]]:
+        o = self.options
+        return sequence_losses(self.model, self.tokenizer, texts, batch_size=o.batch_size, k=k, progress=o.progress,
+                               stats=self.stats, data_parallel=o.data_parallel)
+
+
+__all__ = ["HFBackend", "ScoringPass", "generate", "generate_detailed", "GenerationOutput", "sequence_losses",
+           "answer_losses", "decode", "eos_token_ids", "is_oom", "DEFAULT_MARGINS", "default_margin"]

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from harness.core import fileio
+from harness.backends import backend_class, make_backend
+from harness.backends.base import BackendOptions, ModelBackend
 from harness.backends.distributed import is_main_process, num_processes
+from harness.core import fileio
 from harness.core.records import (MIA_FILE, SAMPLES_FILE, BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance,
                       write_result)
 from harness.core.types import Benchmark
@@ -25,10 +27,6 @@ from harness.core.types import Benchmark
 log = logging.getLogger("unlearnbench.evaluate")
 
 MODES = ("semeval2025", "plain")
-
-
-#: ``hf``: batched, verified-exact; ``reference``: the organisers' loop; ``vllm``: vLLM generation.
-ENGINES = ("hf", "reference", "vllm")
 
 
 @dataclass
@@ -50,12 +48,11 @@ class EvalSettings:
     utility: Any = None
     """A ``harness.tasks.mcq.mmlu`` spec for the synthetic world's general-knowledge MCQ set, or None."""
     engine: str = "hf"
+    """The model backend (:data:`harness.backends.BACKENDS`): ``hf``, batched and verified-exact decoding
+    with transformers; ``reference``, the organisers' one-record-at-a-time loop (slow; for comparison);
+    ``vllm``, vLLM generation from the model's folder."""
     tensor_parallel_size: int = 1
     """vLLM only: GPUs per model (tensor parallelism)."""
-    model_path: str | None = None
-    """vLLM only: the folder vLLM loads (the saved model or LoRA run folder being evaluated)."""
-    """``hf``: batched, verified-exact decoding with transformers; ``reference``: the organisers'
-    one-record-at-a-time loop (slow; for comparison)."""
     verify_margin: float | None = None
     """Relative top-1/top-2 logit gap below which a row is regenerated one at a time (None: the
     dtype's default, see ``harness.backends.hf.default_margin``); 0 disables the verification."""
@@ -67,18 +64,24 @@ class EvalSettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; expected one of {list(MODES)}")
-        if self.engine not in ENGINES:
-            raise ValueError(f"unknown engine {self.engine!r}; expected one of {list(ENGINES)}")
-        if self.engine == "vllm":
-            from harness.backends.vllm import require_vllm
-
-            require_vllm()  # fail before any work when the extra is not installed
+        # An unknown engine is a ValueError; a backend that cannot run here (vLLM not installed)
+        # fails now, before any work.
+        backend_class(self.engine).check_available()
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if not 0 < self.min_k <= 1:
             raise ValueError(f"min_k must be in (0, 1], got {self.min_k}")
         if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(batch_size=self.batch_size, progress=self.progress, verify_margin=self.verify_margin,
+                              dtype=self.dtype, tensor_parallel_size=self.tensor_parallel_size)
+
+    def make_backend(self, model, tokenizer, model_path: str | Path | None = None) -> ModelBackend:
+        """The backend of ``engine`` over ``model``; ``model_path``: the folder the model was loaded from
+        or saved to (the vLLM backend loads it from there)."""
+        return make_backend(self.engine, model, tokenizer, self.backend_options(), model_path)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -120,7 +123,7 @@ class _Timer:
 
 def model_identity(model, tokenizer, weight_hash_value: str | None = None) -> dict[str, str]:
     """What identifies a model's function for the cache: weights, config and tokenizer hashes, dtype, device."""
-    from harness.backends.hf import model_device, model_dtype_name
+    from harness.backends.base import model_device, model_dtype_name
     from harness.backends.loading import model_config_hash, tokenizer_hash, weight_hash
 
     return {
@@ -157,26 +160,30 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
                    out_dir: str | Path | None = None, model_info: ModelInfo | None = None,
                    method_info: MethodInfo | None = None, label: str | None = None, parents: Iterable[str] = (),
                    extra_timings: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
-                   run_id: str | None = None, seed: int | None = None) -> EvalResult:
+                   run_id: str | None = None, seed: int | None = None, backend: ModelBackend | None = None
+                   ) -> EvalResult:
     """Evaluate an in-memory model on ``benchmark`` and (when ``out_dir`` is given) write the run folder.
 
     Phases: greedy generation for every forget/retain record; answer loss per record; MIA statistics
     per member/non-member document (when the benchmark has MIA sets); MMLU and utility MCQ accuracy
     (when their specs are set); scoring with :func:`metrics.semeval.compute_metrics`. ``config`` is
     written as ``config.json`` when given. Returns the result record (also written as ``result.json``).
+    ``backend`` runs the model (default: ``settings.make_backend(model, tokenizer)``; a backend that
+    loads the model from disk, vLLM, must be built with the model's folder).
     """
     from metrics.semeval import compute_metrics, score_rows
 
-    from harness.backends import hf as engine
+    from harness.backends.distributed import on_main
     from harness.core.cache import EvalCache
-    from harness.backends.distributed import map_sharded, on_main
     from harness.backends.loading import model_info as make_model_info
     from harness.core.records import write_config
 
     settings = settings or EvalSettings()
+    backend = backend or settings.make_backend(model, tokenizer)
+    if backend.name != settings.engine:  # the cache keys on settings.engine: they must agree
+        raise ValueError(f"the {backend.name!r} backend was given for settings with engine {settings.engine!r}")
     created = now()
     timings: dict[str, float] = {}
-    stats: dict[str, Any] = {}
     out = Path(out_dir) if out_dir is not None else None
     main = is_main_process()
     if out is not None:
@@ -196,29 +203,12 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     gen_settings = {"mode": settings.mode, "max_new_tokens": settings.max_new_tokens, "engine": settings.engine,
                     "verify_margin": settings.verify_margin}
 
-    # Under ``accelerate launch`` / torchrun the records are split across processes without padding or
-    # duplicates and every process receives the gathered results in input order: generation maps
-    # contiguous shards (batched decoding is verified-exact per row); the loss phases shard whole
-    # batches inside the engine (harness.backends.hf._token_scores), so their floats are bit-identical.
-    def gen_shard(shard):
-        res = engine.generate_detailed(
-            model, tokenizer, shard, max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-            cleanup="semeval2025" if settings.mode == "semeval2025" else "plain", progress=settings.progress,
-            verify_margin=settings.verify_margin, engine="reference" if settings.engine == "reference" else "batched",
-            stats=stats)
-        return res.texts
+    # Under ``accelerate launch`` / torchrun every process calls the backend and receives the gathered
+    # results in input order (the HF backend shards records without padding or duplicates).
+    cleanup = "semeval2025" if settings.mode == "semeval2025" else "plain"
 
     def gen_compute():
-        if settings.engine == "vllm":
-            from harness.backends import vllm as vllm_engine
-
-            if not settings.model_path:
-                raise ValueError("the vLLM engine loads the model from disk: EvalSettings.model_path is required")
-            # vLLM schedules its own batches (and GPUs via tensor parallelism): no sharding here.
-            return vllm_engine.generate(settings.model_path, prompts, max_new_tokens=settings.max_new_tokens,
-                                        dtype=settings.dtype, tensor_parallel_size=settings.tensor_parallel_size,
-                                        cleanup="semeval2025" if settings.mode == "semeval2025" else "plain")
-        return map_sharded(gen_shard, prompts)
+        return backend.generate(prompts, settings.max_new_tokens, cleanup)
 
     with _Timer(timings, "generation"):
         generations, _ = _cached(cache, "generation", identity, bench_hash, gen_settings, len(records), gen_compute)
@@ -228,17 +218,14 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
         with _Timer(timings, "answer_loss"):
             answer_loss, _ = _cached(
                 cache, "answer_loss", identity, bench_hash, {}, len(records),
-                lambda: [_finite(x) for x in engine.answer_losses(
-                    model, tokenizer, prompts, [r.output for r in records], batch_size=settings.batch_size,
-                    progress=settings.progress, stats=stats)])
+                lambda: [_finite(x) for x in backend.answer_losses(prompts, [r.output for r in records])])
 
     mia_rows: list[dict[str, Any]] | None = None
     if benchmark.has_mia:
         docs = list(benchmark.members) + list(benchmark.nonmembers)
 
         def mia_compute():
-            rows = engine.sequence_losses(model, tokenizer, [d.document for d in docs], batch_size=settings.batch_size,
-                                          k=settings.min_k, progress=settings.progress, stats=stats)
+            rows = backend.document_scores([d.document for d in docs], k=settings.min_k)
             return [{k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
 
         with _Timer(timings, "mia"):
@@ -281,13 +268,10 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
     method_info = method_info or MethodInfo(name="none")
     run_settings = settings.to_dict()
     run_settings.pop("progress", None)
-    run_settings["engine_stats"] = _jsonable(stats)
+    run_settings["engine_stats"] = _jsonable(backend.stats)
     run_settings["cache_hits"] = list(cache.hits)
     run_settings["num_processes"] = num_processes()
-    run_settings["exactness"] = (
-        "one-at-a-time reference" if settings.engine == "reference" else
-        "batched; rows with a near-tie logit step checked one at a time up to their last near tie and "
-        "regenerated one at a time when they differ (exact in float32)")
+    run_settings["exactness"] = backend.exactness
     result = EvalResult(
         run_id=run_id or (out.name if out is not None else "in-memory"),
         label=label or (method_info.name if method_info.name != "none" else Path(model_info.id).name or model_info.id),

@@ -496,12 +496,14 @@ def evaluate_sample(model, tokenizer, records: Sequence[Record], max_new_tokens:
     from metrics.knowledge import knowledge_exact_match
     from metrics.regurgitation import regurgitation_rougeL_recall
 
-    from harness.backends import hf as engine
+    from harness.backends.base import BackendOptions
+    from harness.backends.hf import HFBackend
 
-    texts = engine.generate(model, tokenizer, [r.input for r in records], max_new_tokens=max_new_tokens,
-                            progress=False)
-    losses = engine.answer_losses(model, tokenizer, [r.input for r in records], [r.output for r in records],
-                                  progress=False)
+    # Only the main process draws the curves: no data-parallel sharding (the other processes are
+    # not calling, so a sharded pass would wait for them forever).
+    backend = HFBackend(model, tokenizer, BackendOptions(progress=False, data_parallel=False))
+    texts = backend.generate([r.input for r in records], max_new_tokens)
+    losses = backend.answer_losses([r.input for r in records], [r.output for r in records])
     scores: dict[str, list[float]] = {}
     for rec, text in zip(records, texts):
         if rec.kind == "sc":

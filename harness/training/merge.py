@@ -139,7 +139,8 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
         result = evaluate_model(model, tokenizer, bench, eval_settings, out, model_info=info,
                                 method_info=MethodInfo(name=MERGE_METHOD, params=params), label=label,
                                 parents=[p["run"] for p in parents], extra_timings={"merge": round(seconds, 3)},
-                                config=config, seed=settings.seed)
+                                config=config, seed=settings.seed,
+                                backend=eval_settings.make_backend(model, tokenizer, model_path=out / "model"))
     else:
         write_config(out, config)
     return model, tokenizer, result

@@ -40,6 +40,9 @@ MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
 _IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "seed", "dtype", "eval")
+#: Evaluation settings that earlier versions recorded and that no longer exist (``model_path``: vLLM's
+#: folder, now part of building its backend); ignored when a finished run's config is compared.
+_RETIRED_EVAL_KEYS = ("model_path",)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,6 +166,8 @@ class RunOutcome:
 
 
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    if isinstance(old.get("eval"), dict):
+        old = {**old, "eval": {k: v for k, v in old["eval"].items() if k not in _RETIRED_EVAL_KEYS}}
     return all(jsonable(old.get(k)) == jsonable(new.get(k)) for k in _IDENTITY_KEYS)
 
 
@@ -295,17 +300,13 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         if evaluate:
             from harness.evaluation.pipeline import evaluate_model
 
-            if getattr(eval_settings, "engine", "hf") == "vllm":
-                import dataclasses
-
-                # vLLM loads from disk: the saved run (LoRA adapters are served with vLLM's LoRA support).
-                eval_settings = dataclasses.replace(eval_settings, model_path=str(run_dir / MODEL_DIR))
-
             info = model_info(net, id=str(run_dir / MODEL_DIR), base_model=base_model)
+            # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
+            backend = eval_settings.make_backend(net, tokenizer, model_path=run_dir / MODEL_DIR)
             result = evaluate_model(net, tokenizer, bench, eval_settings, run_dir, model_info=info,
                                     method_info=MethodInfo(name=method, params=resolved), label=label,
                                     parents=list(parents), extra_timings={"unlearn": round(seconds, 3)},
-                                    config=config, seed=seed)
+                                    config=config, seed=seed, backend=backend)
         elif main:
             write_config(run_dir, config)
         return RunOutcome(run_dir, resolved, result, seconds, model=net if keep_model else None,

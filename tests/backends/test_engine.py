@@ -54,8 +54,9 @@ def memorised_llama(tiny_tokenizer):
 
 
 def reference(model, tok, prompts, max_new_tokens):
-    return engine.generate_detailed(model, tok, prompts, max_new_tokens=max_new_tokens, engine="reference",
-                                    progress=False)
+    from harness.backends.reference import generate_reference
+
+    return generate_reference(model, tok, prompts, max_new_tokens=max_new_tokens, progress=False)
 
 
 # -- generation -------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ def parse_batch_size(value: str) -> int | str:
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     """The evaluation options shared by commands that evaluate a model (``evaluate``, ``run``)."""
+    from harness.backends import ENGINES
+
     g = p.add_argument_group("evaluation")
     g.add_argument("--mia", metavar="DIR", default=None,
                    help="folder with member.jsonl and nonmember.jsonl (default: DATA/mia when present)")
@@ -37,7 +39,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=("semeval2025", "plain"), default="semeval2025",
                    help="semeval2025: the organisers' clean-up and scoring quirks (default); plain: neither")
     g.add_argument("--min-k", type=float, default=0.2, metavar="K", help="fraction for Min-K%% and Min-K%%++ (0.2)")
-    g.add_argument("--engine", choices=("hf", "reference", "vllm"), default="hf",
+    g.add_argument("--engine", choices=ENGINES, default="hf",
                    help="hf: batched, verified-exact (default); reference: the organisers' one-at-a-time loop; "
                         "vllm: vLLM generation (extra unlearnbench[vllm], GPUs)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N",
@@ -125,8 +127,7 @@ def settings_from_args(args: argparse.Namespace):
         return EvalSettings(mode=args.mode, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
                             engine=args.engine, tensor_parallel_size=args.tensor_parallel_size,
-                            model_path=str(getattr(args, "model", "") or "") or None, progress=not args.no_progress, cache=not args.no_cache,
-                            cache_dir=args.cache_dir)
+                            progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -170,7 +171,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
                        label=args.label, device=args.device, dtype=args.dtype, eval=settings.to_dict())
     result = evaluate_model(model, tok, bench, settings, out, model_info=model_info(model, id=str(args.model)),
-                            method_info=MethodInfo(name="none"), label=args.label, config=config)
+                            method_info=MethodInfo(name="none"), label=args.label, config=config,
+                            backend=settings.make_backend(model, tok, model_path=args.model))
     if is_main_process():
         for line in summary_lines(result):
             print(line)
