@@ -17,7 +17,7 @@ from harness.core.errors import UnlearnbenchError, UserError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "harness.cli.commands.catalog",  # methods, metrics, schema
+    "harness.cli.commands.catalog",  # methods, benchmarks, metrics, schema
     "harness.cli.commands.world",  # world --out DIR (the embedded synthetic benchmark)
     "harness.cli.commands.target",  # target --world DIR --out MODEL_DIR (the embedded target model)
     "harness.cli.commands.score",  # score RUN_DIR (metrics from per-sample files)

@@ -1,7 +1,8 @@
 """A small generic registry with lazily loaded entry points.
 
-Our own components register with a decorator (``@register_method("npo")``); other pip packages
-declare an entry point in the group ``unlearnbench.methods`` (or ``unlearnbench.metrics``). Both
+Our own components register with a decorator (``@register_method("npo")``,
+``@register_benchmark("lume")``); other pip packages declare an entry point in the group
+``unlearnbench.methods`` (or ``unlearnbench.metrics``, ``unlearnbench.benchmarks``). Both
 land in the same :class:`Registry`. Entry points are only imported when their name is asked for
 (or when the full listing is requested), so a broken third-party plugin cannot break start-up.
 """
@@ -134,6 +135,13 @@ METRICS: Registry = Registry(
 )
 
 
+BENCHMARKS: Registry = Registry(
+    "benchmark",
+    "unlearnbench.benchmarks",
+    builtin_modules=("harness.tasks.lume",),
+)
+
+
 def register_method(name: str):
     """Register an unlearning method class under ``name`` (for code inside this repository)."""
     return METHODS.decorator(name)
@@ -142,3 +150,14 @@ def register_method(name: str):
 def register_metric(name: str):
     """Register a metric (a :class:`harness.core.types.MetricSpec`) under ``name``."""
     return METRICS.decorator(name)
+
+
+def register_benchmark(name: str):
+    """Register a benchmark (a :class:`harness.tasks.base.BenchmarkTask` subclass) under ``name``."""
+    def wrap(cls):
+        BENCHMARKS.register(name, cls)
+        if not cls.__dict__.get("name"):
+            cls.name = name
+        return cls
+
+    return wrap

@@ -135,6 +135,9 @@ class UnlearnContext:
     """Append one JSON-serialisable event to the run's training log (``train_log.jsonl``)."""
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    task: Any = None
+    """The benchmark being unlearned on (a :class:`harness.tasks.base.BenchmarkTask`, whose ``curves``
+    the training log's ``eval`` events use); ``None``: LUME over ``data``."""
 
 
 class UnlearningMethod:

@@ -1,9 +1,11 @@
-"""Evaluate one model on one benchmark: generations, answer losses, MIA losses, MCQ, scores, files.
+"""The evaluation pipeline: a model backend x a benchmark -> a run folder.
 
 ``evaluate_model`` works on an already-loaded model (``unlearnbench run`` calls it right after
-unlearning, with no re-save) and writes a run folder's ``samples.jsonl``, ``mia.jsonl`` and
-``result.json`` (see ``harness.core.records`` and ``docs/contracts.md``). Per-sample outputs go through a
-content-addressed cache (``harness.core.cache``), so re-evaluating an unchanged model skips the model work.
+unlearning, with no re-save). The benchmark (:mod:`harness.tasks`) says what it needs from the model;
+a backend (:mod:`harness.backends`) computes it, through a content-addressed cache
+(:mod:`harness.core.cache`), so re-evaluating an unchanged model skips the model work; the MMLU and
+utility MCQ sets run beside it through lm-eval; the benchmark scores the answers; the run folder gets
+``samples.jsonl``, ``mia.jsonl`` and ``result.json`` (``harness.core.records``, ``docs/contracts.md``).
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from harness.backends import backend_class, make_backend
 from harness.backends.base import BackendOptions, ModelBackend
 from harness.backends.distributed import is_main_process, num_processes
 from harness.core import fileio
-from harness.core.records import (MIA_FILE, SAMPLES_FILE, BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance,
-                      write_result)
+from harness.core.cache import EvalCache, cache_key
+from harness.core.records import (MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo, RunConfig, now,
+                                  provenance, write_config, write_result)
 from harness.core.types import Benchmark
+from harness.tasks import as_task
+from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
 
 log = logging.getLogger("unlearnbench.evaluate")
 
@@ -135,164 +140,178 @@ def model_identity(model, tokenizer, weight_hash_value: str | None = None) -> di
     }
 
 
-def _cached(cache, phase: str, identity: dict, bench_hash: str, phase_settings: dict, n: int, compute):
-    from harness.core.cache import cache_key
+@dataclass
+class RunInfo:
+    """How the result record describes the run, beside its scores (``evaluate_model``'s ``run``)."""
 
-    key = cache_key(phase, identity, bench_hash, phase_settings)
-    value = cache.get(phase, key, n_expected=n)
-    if value is not None:
-        return value, True
-    value = compute()
-    if is_main_process():  # under data parallelism every process holds the gathered value
-        cache.put(phase, key, value)
-    return value, False
+    model_info: ModelInfo | None = None
+    """The evaluated model (hashed from the weights when absent or without a weight hash)."""
+    method_info: MethodInfo | None = None
+    """The method that made the model (``none`` for a plain evaluation)."""
+    label: str | None = None
+    """Display name (default: the method name, else the model folder's name)."""
+    parents: Sequence[str] = ()
+    extra_timings: Mapping[str, float] | None = None
+    """Phases timed by the caller (``unlearn``, ``merge``), recorded beside the evaluation's own."""
+    config: RunConfig | Mapping[str, Any] | None = None
+    """Written as ``config.json`` (validated as a :class:`harness.core.records.RunConfig`)."""
+    run_id: str | None = None
+    """Default: the run folder's name."""
+    seed: int | None = None
 
 
-def _run_mcq(model, tokenizer, spec: Any, name: str):
-    try:
-        from harness.tasks.mcq import mmlu as mcq
-    except ImportError as exc:  # pragma: no cover - harness.tasks.mcq.mmlu is part of the package
-        raise RuntimeError(f"{name} evaluation needs harness.tasks.mcq.mmlu, which cannot be imported ({exc})") from exc
-    return mcq.run_mcq(model, tokenizer, spec)
+class _Evaluation:
+    """One evaluation's state: the model behind its backend, the benchmark, the cache and the timings."""
+
+    def __init__(self, model, tokenizer, task: BenchmarkTask, settings: EvalSettings, backend: ModelBackend):
+        self.model, self.tokenizer, self.task, self.settings, self.backend = model, tokenizer, task, settings, backend
+        self.timings: dict[str, float] = {}
+        self.cache = EvalCache(settings.cache_dir, enabled=settings.cache)
+        self.identity: dict[str, str] = {}
+
+    def identify(self, model_info: ModelInfo | None) -> ModelInfo:
+        """The model's record (hashing its weights unless given) and its cache identity."""
+        from harness.backends.loading import model_info as make_model_info
+
+        with _Timer(self.timings, "hash"):
+            if model_info is None or not model_info.weight_hash:
+                model_info = make_model_info(self.model, id=model_info.id if model_info else None,
+                                             base_model=model_info.base_model if model_info else None)
+            self.identity = model_identity(self.model, self.tokenizer, model_info.weight_hash)
+        return model_info
+
+    def _cached(self, phase: str, phase_settings: dict, n: int, compute: Callable[[], list]) -> list:
+        """``compute()``'s value for ``phase``, from the content-addressed cache when it holds it."""
+        key = cache_key(phase, self.identity, self.task.content_hash, phase_settings)
+        with _Timer(self.timings, phase):
+            value = self.cache.get(phase, key, n_expected=n)
+            if value is None:
+                value = compute()
+                if is_main_process():  # under data parallelism every process holds the gathered value
+                    self.cache.put(phase, key, value)
+        return value
+
+    def responses(self, requests: Requests) -> Responses:
+        """The backend's answers to the benchmark's requests. Under ``accelerate launch``/torchrun every
+        process calls the backend and receives the gathered results in input order."""
+        s, backend = self.settings, self.backend
+        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+        generation_key = {"mode": s.mode, "max_new_tokens": s.max_new_tokens, "engine": s.engine,
+                          "verify_margin": s.verify_margin}
+        generations = self._cached("generation", generation_key, len(requests.prompts),
+                                   lambda: backend.generate(list(requests.prompts), s.max_new_tokens, cleanup))
+        answer_losses: list[float | None] = [None] * len(requests.answers)
+        if s.answer_losses and requests.answers:
+            inputs, outputs = [a for a, _ in requests.answers], [b for _, b in requests.answers]
+            answer_losses = self._cached("answer_loss", {}, len(requests.answers),
+                                         lambda: [_finite(x) for x in backend.answer_losses(inputs, outputs)])
+        documents = None
+        if requests.documents:
+            documents = self._cached("mia", {"min_k": s.min_k}, len(requests.documents), lambda: [
+                {k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()}
+                for row in backend.document_scores(list(requests.documents), k=s.min_k)])
+        return Responses(generations, answer_losses, documents)
+
+    def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None]]:
+        """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set."""
+        from harness.backends.distributed import on_main
+        from harness.tasks.mcq.mmlu import run_mcq
+
+        accuracy: dict[str, float | None] = {"mmlu": None, "utility": None}
+        info: dict[str, MMLUInfo | None] = {"mmlu": None, "utility": None}
+        for name in ("mmlu", "utility"):
+            spec = getattr(self.settings, name)
+            if spec is None:
+                continue
+            # Not cached: the spec may name a folder whose questions can change without the spec changing.
+            with _Timer(self.timings, name):
+                # lm-eval scores an in-memory model in one process: the main one runs it, the rest wait.
+                acc, info[name] = on_main(lambda: run_mcq(self.model, self.tokenizer, spec))
+            accuracy[name] = float(acc)
+        return accuracy, info
+
+    def run_settings(self) -> dict[str, Any]:
+        """The result record's ``settings``: what was asked for and how the backend ran it."""
+        out = self.settings.to_dict()
+        out.pop("progress", None)
+        out["benchmark"] = self.task.name
+        out["engine_stats"] = _jsonable(self.backend.stats)
+        out["cache_hits"] = list(self.cache.hits)
+        out["num_processes"] = num_processes()
+        out["exactness"] = self.backend.exactness
+        return out
 
 
-def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSettings | None = None,
-                   out_dir: str | Path | None = None, model_info: ModelInfo | None = None,
-                   method_info: MethodInfo | None = None, label: str | None = None, parents: Iterable[str] = (),
-                   extra_timings: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
-                   run_id: str | None = None, seed: int | None = None, backend: ModelBackend | None = None
-                   ) -> EvalResult:
+def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, settings: EvalSettings | None = None,
+                   out_dir: str | Path | None = None, run: RunInfo | None = None, *,
+                   backend: ModelBackend | None = None, **run_fields: Any) -> EvalResult:
     """Evaluate an in-memory model on ``benchmark`` and (when ``out_dir`` is given) write the run folder.
 
-    Phases: greedy generation for every forget/retain record; answer loss per record; MIA statistics
-    per member/non-member document (when the benchmark has MIA sets); MMLU and utility MCQ accuracy
-    (when their specs are set); scoring with :func:`metrics.semeval.compute_metrics`. ``config`` is
-    written as ``config.json`` when given. Returns the result record (also written as ``result.json``).
-    ``backend`` runs the model (default: ``settings.make_backend(model, tokenizer)``; a backend that
-    loads the model from disk, vLLM, must be built with the model's folder).
+    ``benchmark`` is a registered benchmark (:func:`harness.tasks.load_task`) or a loaded LUME
+    :class:`~harness.core.types.Benchmark`. Its requests (greedy generations, answer losses, document
+    loss statistics) run through ``backend`` (default: ``settings.make_backend(model, tokenizer)``; a
+    backend that loads the model from disk, vLLM, must be built with the model's folder) and the
+    content-addressed cache; the MMLU and utility MCQ sets run when their specs are set; the benchmark
+    scores the answers. ``run`` describes the run for the record (:class:`RunInfo`; its fields may also
+    be given as keywords: ``model_info=…, label=…``). Writes ``config.json`` (when ``run.config`` is
+    given), ``samples.jsonl``, ``mia.jsonl`` and ``result.json``; returns the result record.
     """
-    from metrics.semeval import compute_metrics, score_rows
-
-    from harness.backends.distributed import on_main
-    from harness.core.cache import EvalCache
-    from harness.backends.loading import model_info as make_model_info
-    from harness.core.records import write_config
-
     settings = settings or EvalSettings()
+    run = dataclasses.replace(run or RunInfo(), **run_fields)
+    task = as_task(benchmark)
     backend = backend or settings.make_backend(model, tokenizer)
     if backend.name != settings.engine:  # the cache keys on settings.engine: they must agree
         raise ValueError(f"the {backend.name!r} backend was given for settings with engine {settings.engine!r}")
     created = now()
-    timings: dict[str, float] = {}
     out = Path(out_dir) if out_dir is not None else None
     main = is_main_process()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if config is not None and main:
-            write_config(out, config)
+        if run.config is not None and main:
+            write_config(out, run.config)
 
-    with _Timer(timings, "hash"):
-        if model_info is None or not model_info.weight_hash:
-            model_info = make_model_info(model, id=model_info.id if model_info else None,
-                                         base_model=model_info.base_model if model_info else None)
-        identity = model_identity(model, tokenizer, model_info.weight_hash)
-    cache = EvalCache(settings.cache_dir, enabled=settings.cache)
-    bench_hash = benchmark.content_hash
-    records = benchmark.records
-    prompts = [r.input for r in records]
-    gen_settings = {"mode": settings.mode, "max_new_tokens": settings.max_new_tokens, "engine": settings.engine,
-                    "verify_margin": settings.verify_margin}
-
-    # Under ``accelerate launch`` / torchrun every process calls the backend and receives the gathered
-    # results in input order (the HF backend shards records without padding or duplicates).
-    cleanup = "semeval2025" if settings.mode == "semeval2025" else "plain"
-
-    def gen_compute():
-        return backend.generate(prompts, settings.max_new_tokens, cleanup)
-
-    with _Timer(timings, "generation"):
-        generations, _ = _cached(cache, "generation", identity, bench_hash, gen_settings, len(records), gen_compute)
-
-    answer_loss: list[float | None] = [None] * len(records)
-    if settings.answer_losses:
-        with _Timer(timings, "answer_loss"):
-            answer_loss, _ = _cached(
-                cache, "answer_loss", identity, bench_hash, {}, len(records),
-                lambda: [_finite(x) for x in backend.answer_losses(prompts, [r.output for r in records])])
-
-    mia_rows: list[dict[str, Any]] | None = None
-    if benchmark.has_mia:
-        docs = list(benchmark.members) + list(benchmark.nonmembers)
-
-        def mia_compute():
-            rows = backend.document_scores([d.document for d in docs], k=settings.min_k)
-            return [{k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()} for row in rows]
-
-        with _Timer(timings, "mia"):
-            losses, _ = _cached(cache, "mia", identity, bench_hash, {"min_k": settings.min_k}, len(docs), mia_compute)
-        mia_rows = [{"set": d.set, "id": d.id, **row} for d, row in zip(docs, losses)]
-
-    mcq_acc: dict[str, float | None] = {"mmlu": None, "utility": None}
-    mcq_info: dict[str, Any] = {"mmlu": None, "utility": None}
-    for name in ("mmlu", "utility"):
-        spec = getattr(settings, name)
-        if spec is None:
-            continue
-        # Not cached: the spec may name a folder whose questions can change without the spec changing.
-        with _Timer(timings, name):
-            # lm-eval scores an in-memory model in one process: the main one runs it, the rest wait.
-            acc, info = on_main(lambda: _run_mcq(model, tokenizer, spec, name))
-        mcq_acc[name] = float(acc)
-        mcq_info[name] = info
-
-    with _Timer(timings, "scoring"):
-        base_rows = [{"split": r.split, "id": r.id, "task": r.task, "kind": r.kind, "input": r.input,
-                      "reference": r.output, "generation": g, "answer_loss": al}
-                     for r, g, al in zip(records, generations, answer_loss)]
-        samples = score_rows(base_rows, mode=settings.mode)
-        # The rows were just scored (once): aggregate them without scoring every generation again.
-        metrics = compute_metrics(samples, mia_rows, mmlu=mcq_acc["mmlu"], utility=mcq_acc["utility"],
-                                  mode=settings.mode, rescore=False)
-    if extra_timings:
-        for k, v in extra_timings.items():
-            timings[k] = float(v)
+    evaluation = _Evaluation(model, tokenizer, task, settings, backend)
+    model_info = evaluation.identify(run.model_info)
+    responses = evaluation.responses(task.requests())
+    mcq_accuracy, mcq_info = evaluation.multiple_choice()
+    with _Timer(evaluation.timings, "scoring"):
+        scores = task.score(responses, mcq_accuracy, settings.mode)
+    timings = {**evaluation.timings, **{k: float(v) for k, v in (run.extra_timings or {}).items()}}
 
     files: dict[str, str] = {}
     if out is not None and main:
-        fileio.write_jsonl(out / SAMPLES_FILE, samples)
-        files["samples"] = SAMPLES_FILE
-        if mia_rows is not None:
-            fileio.write_jsonl(out / MIA_FILE, mia_rows)
-            files["mia"] = MIA_FILE
-
-    method_info = method_info or MethodInfo(name="none")
-    run_settings = settings.to_dict()
-    run_settings.pop("progress", None)
-    run_settings["engine_stats"] = _jsonable(backend.stats)
-    run_settings["cache_hits"] = list(cache.hits)
-    run_settings["num_processes"] = num_processes()
-    run_settings["exactness"] = backend.exactness
+        files = _write_rows(out, scores)
+    method_info = run.method_info or MethodInfo(name="none")
     result = EvalResult(
-        run_id=run_id or (out.name if out is not None else "in-memory"),
-        label=label or (method_info.name if method_info.name != "none" else Path(model_info.id).name or model_info.id),
+        run_id=run.run_id or (out.name if out is not None else "in-memory"),
+        label=run.label or (method_info.name if method_info.name != "none" else Path(model_info.id).name or model_info.id),
         created_at=created,
         finished_at=now(),
-        benchmark=BenchmarkInfo(name=benchmark.name, content_hash=bench_hash, path=benchmark.path,
-                                counts=benchmark.counts()),
+        benchmark=task.info(),
         model=model_info,
         method=method_info,
-        metrics=metrics,
-        settings=run_settings,
+        metrics=scores.metrics,
+        settings=evaluation.run_settings(),
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
-        parents=[str(p) for p in parents],
+        parents=[str(p) for p in run.parents],
         timings={k: round(v, 4) for k, v in timings.items()},
         files=files,
-        provenance=provenance(device=identity["device"], dtype=identity["dtype"], seed=seed),
+        provenance=provenance(device=evaluation.identity["device"], dtype=evaluation.identity["dtype"], seed=run.seed),
     )
     if out is not None and main:
         write_result(out, result)
     return result
 
 
-__all__ = ["EvalSettings", "evaluate_model", "model_identity", "MODES"]
+def _write_rows(out: Path, scores: Scores) -> dict[str, str]:
+    """The per-sample files (atomically); returns the result record's ``files``."""
+    fileio.write_jsonl(out / SAMPLES_FILE, scores.samples)
+    files = {"samples": SAMPLES_FILE}
+    if scores.documents is not None:
+        fileio.write_jsonl(out / MIA_FILE, scores.documents)
+        files["mia"] = MIA_FILE
+    return files
+
+
+__all__ = ["EvalSettings", "RunInfo", "evaluate_model", "model_identity", "MODES"]

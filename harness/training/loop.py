@@ -484,45 +484,23 @@ def pick_eval_sample(records: Sequence[Record], k: int, seed: int) -> list[Recor
     return [records[i] for i in chosen]
 
 
-def evaluate_sample(model, tokenizer, records: Sequence[Record], max_new_tokens: int) -> dict[str, Any]:
-    """Regurgitation / knowledge per split and task (and ``all``) plus mean answer losses on ``records``.
-
-    Keys follow the result record's names: ``forget/Task1/regurgitation``, ``retain/all/knowledge``, …
-    (scores in [0, 1]; ``None`` where the group has no item of that kind), and ``answer_loss_forget`` /
-    ``answer_loss_retain``, ``n_forget`` / ``n_retain``. Uses the evaluation engine and the metric
-    functions of the final evaluation, so the training curves measure the same thing (on fewer records
-    and shorter generations).
-    """
-    from metrics.knowledge import knowledge_exact_match
-    from metrics.regurgitation import regurgitation_rougeL_recall
-
+def evaluate_sample(model, tokenizer, task: Any, records: Sequence[Record], max_new_tokens: int) -> dict[str, Any]:
+    """The benchmark's training-curve scores on ``records`` (:meth:`harness.tasks.base.BenchmarkTask.curves`),
+    computed with the evaluation engine and the final evaluation's metric functions (on fewer records
+    and shorter generations)."""
     from harness.backends.base import BackendOptions
     from harness.backends.hf import HFBackend
 
     # Only the main process draws the curves: no data-parallel sharding (the other processes are
     # not calling, so a sharded pass would wait for them forever).
     backend = HFBackend(model, tokenizer, BackendOptions(progress=False, data_parallel=False))
-    texts = backend.generate([r.input for r in records], max_new_tokens)
-    losses = backend.answer_losses([r.input for r in records], [r.output for r in records])
-    scores: dict[str, list[float]] = {}
-    for rec, text in zip(records, texts):
-        if rec.kind == "sc":
-            metric, value = "regurgitation", regurgitation_rougeL_recall(rec.output, text)
-        else:
-            metric, value = "knowledge", float(knowledge_exact_match(rec.output, text))
-        for task in (rec.task, "all"):
-            scores.setdefault(f"{rec.split}/{task}/{metric}", []).append(value)
-    out: dict[str, Any] = {}
-    for split in ("forget", "retain"):
-        tasks = sorted({r.task for r in records if r.split == split}) + ["all"]
-        for task in tasks:
-            for metric in ("regurgitation", "knowledge"):
-                values = scores.get(f"{split}/{task}/{metric}")
-                out[f"{split}/{task}/{metric}"] = sum(values) / len(values) if values else None
-        split_losses = [x for r, x in zip(records, losses) if r.split == split and x is not None]
-        out[f"answer_loss_{split}"] = sum(split_losses) / len(split_losses) if split_losses else None
-        out[f"n_{split}"] = sum(1 for r in records if r.split == split)
-    return out
+    return task.curves(backend, records, max_new_tokens)
+
+
+def _lume_task(data: Benchmark):
+    from harness.tasks.lume.task import LumeTask
+
+    return LumeTask(data)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -659,6 +637,7 @@ def train(model, tokenizer, data: Benchmark, ctx: UnlearnContext, settings: Trai
     eval_records = (pick_eval_sample(data.forget, s.eval_sample, seed)
                     + pick_eval_sample(data.retain, s.eval_sample, seed))
     out_dir = Path(ctx.out_dir) if ctx.out_dir is not None else None
+    task = ctx.task if ctx.task is not None else _lume_task(data)
 
     def run_eval(step: int, epoch: float) -> None:
         if not (main and eval_records and s.eval_every):
@@ -666,7 +645,7 @@ def train(model, tokenizer, data: Benchmark, ctx: UnlearnContext, settings: Trai
         unwrapped.eval()
         unwrapped.config.use_cache = True
         try:
-            values = evaluate_sample(unwrapped, tokenizer, eval_records, s.eval_max_new_tokens)
+            values = evaluate_sample(unwrapped, tokenizer, task, eval_records, s.eval_max_new_tokens)
         finally:
             unwrapped.config.use_cache = False
             unwrapped.train()

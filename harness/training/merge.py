@@ -36,7 +36,7 @@ def parent_info(run_dir: str | Path) -> dict[str, Any]:
         raise RecordError(run / CONFIG_FILE, "no base_model recorded; cannot tell what the run started from")
     return {"run": str(run.resolve()), "model_dir": str(model_dir.resolve()), "finetune": finetune,
             "base_model": str(base), "data": config.get("data"), "mia": config.get("mia"),
-            "label": config.get("label") or run.name}
+            "label": config.get("label") or run.name, "benchmark": config.get("benchmark")}
 
 
 def check_parents(parents: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
@@ -99,7 +99,7 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
 
     Returns ``(model, tokenizer, result)`` where ``result`` is the :class:`EvalResult` or ``None``.
     """
-    from harness.tasks.lume.data import load_benchmark
+    from harness.tasks import load_task
     from harness.backends.loading import model_info
     from harness.training.loop import save_model_dir
 
@@ -123,7 +123,7 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
                        parent_labels=[p["label"] for p in parents], base_model=parents[0]["base_model"],
                        model=parents[0]["base_model"], finetune=finetune, model_dir="model",
                        data=str(Path(data).resolve()), mia=str(mia) if mia else None, label=label,
-                       dtype=dtype, device=device, merge_seconds=round(seconds, 3))
+                       dtype=dtype, device=device, merge_seconds=round(seconds, 3), benchmark=parents[0]["benchmark"])
     save_model_dir(model, tokenizer, out / "model")
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
@@ -132,11 +132,12 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
     if evaluate:
         from harness.evaluation.pipeline import EvalSettings, evaluate_model
 
-        bench = load_benchmark(data, mia=mia)
+        task = load_task(data, name=parents[0]["benchmark"], mia=mia)
+        config.benchmark = task.name
         eval_settings = eval_settings or EvalSettings(dtype=dtype, device=device, progress=progress)
         config.eval = eval_settings.to_dict()  # evaluate_model writes config.json
         info = model_info(model, id=str(out / "model"), base_model=parents[0]["base_model"])
-        result = evaluate_model(model, tokenizer, bench, eval_settings, out, model_info=info,
+        result = evaluate_model(model, tokenizer, task, eval_settings, out, model_info=info,
                                 method_info=MethodInfo(name=MERGE_METHOD, params=params), label=label,
                                 parents=[p["run"] for p in parents], extra_timings={"merge": round(seconds, 3)},
                                 config=config, seed=settings.seed,

@@ -39,7 +39,7 @@ log = logging.getLogger("unlearnbench.runner")
 MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
-_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "seed", "dtype", "eval")
+_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "seed", "dtype", "eval")
 #: Evaluation settings that earlier versions recorded and that no longer exist (``model_path``: vLLM's
 #: folder, now part of building its backend); ignored when a finished run's config is compared.
 _RETIRED_EVAL_KEYS = ("model_path",)
@@ -166,6 +166,7 @@ class RunOutcome:
 
 
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    old = {"benchmark": "lume", **old}  # configs written before benchmarks were named read LUME files
     if isinstance(old.get("eval"), dict):
         old = {**old, "eval": {k: v for k, v in old["eval"].items() if k not in _RETIRED_EVAL_KEYS}}
     return all(jsonable(old.get(k)) == jsonable(new.get(k)) for k in _IDENTITY_KEYS)
@@ -199,13 +200,14 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
                    mia: str | Path | None = None, seed: int = 0, device: str = "cpu", dtype: str = "float32",
                    label: str | None = None, parents: Sequence[str] = (), command: str = "unlearn",
                    extra_config: Mapping[str, Any] | None = None, force: bool = False, progress: bool = True,
-                   trust_remote_code: bool = False, keep_model: bool = True) -> RunOutcome:
+                   trust_remote_code: bool = False, keep_model: bool = True, benchmark: str | None = None
+                   ) -> RunOutcome:
     """Unlearn ``model`` with ``method`` on the benchmark at ``data`` and write the run folder ``out``.
 
     ``params`` (or ``param_layers``, applied in order over the defaults) are the hyperparameters.
     ``eval_settings`` is a :class:`harness.evaluation.pipeline.EvalSettings` (default settings when ``None``).
     """
-    from harness.tasks.lume.data import load_benchmark
+    from harness.tasks import load_task
     from harness.backends.loading import load_model, model_info, resolve_device
     from harness.training.loop import save_model_dir
 
@@ -214,7 +216,8 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
     names = list(layer_names) + (["params"] if params else [])
     resolved = jsonable(resolve_params(method, *layers, source_names=names))
     method_obj = build_method(method, resolved)
-    bench = load_benchmark(data, mia=mia)
+    task = load_task(data, name=benchmark, mia=mia)
+    bench = task.data
     try:
         device = resolve_device(device)
     except ValueError as exc:
@@ -232,7 +235,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
     config = RunConfig(
         command=command, argv=sys.argv[1:], method=method, params=resolved, model=str(model), base_model=base_model,
         data=str(Path(data).resolve()), mia=str(mia) if mia else None, seed=seed, device=device, dtype=dtype,
-        label=label, parents=list(parents), finetune=resolved.get("finetune"), model_dir=MODEL_DIR,
+        label=label, parents=list(parents), finetune=resolved.get("finetune"), model_dir=MODEL_DIR, benchmark=task.name,
         eval=eval_settings.to_dict() if (evaluate and eval_settings is not None) else None,
         **dict(extra_config or {}))
 
@@ -283,7 +286,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
                  "eval_settings": eval_settings if evaluate else None}
         ctx = UnlearnContext(out_dir=run_dir, seed=seed, device=device, dtype=dtype, log_event=log_event,
                              progress=progress, logger=logging.getLogger(f"unlearnbench.method.{method}"),
-                             extra=extra)
+                             extra=extra, task=task)
         net = method_obj.unlearn(net, tokenizer, bench, ctx)
         seconds = time.perf_counter() - started
         log.info("unlearning took %.1f s", seconds)
@@ -303,7 +306,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
             info = model_info(net, id=str(run_dir / MODEL_DIR), base_model=base_model)
             # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
             backend = eval_settings.make_backend(net, tokenizer, model_path=run_dir / MODEL_DIR)
-            result = evaluate_model(net, tokenizer, bench, eval_settings, run_dir, model_info=info,
+            result = evaluate_model(net, tokenizer, task, eval_settings, run_dir, model_info=info,
                                     method_info=MethodInfo(name=method, params=resolved), label=label,
                                     parents=list(parents), extra_timings={"unlearn": round(seconds, 3)},
                                     config=config, seed=seed, backend=backend)

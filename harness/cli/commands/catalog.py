@@ -1,4 +1,4 @@
-"""``unlearnbench methods``, ``unlearnbench metrics``, ``unlearnbench schema``."""
+"""``unlearnbench methods``, ``unlearnbench benchmarks``, ``unlearnbench metrics``, ``unlearnbench schema``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ def _methods(args: argparse.Namespace) -> int:
         if args.params:
             for key, value in cls.defaults().items():
                 print(f"{'':<20}{key} = {value!r}")
+    return 0
+
+
+def _benchmarks(args: argparse.Namespace) -> int:
+    from harness.core.registry import BENCHMARKS
+
+    if args.refresh:
+        BENCHMARKS.refresh()
+    for name in BENCHMARKS.names():
+        cls = BENCHMARKS.get(name)
+        print(f"{name:<18} {cls.summary():<70} [{BENCHMARKS.origin(name)}]")
+        if args.layout and cls.layout:
+            print(f"{'':<20}reads: {cls.layout}")
     return 0
 
 
@@ -56,6 +69,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", action="store_true", help="also list each method's default hyperparameters")
     p.add_argument("--refresh", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_methods)
+
+    p = sub.add_parser("benchmarks", help="list registered benchmarks (built-in and plugins)",
+                       epilog=examples("unlearnbench benchmarks", "unlearnbench benchmarks --layout",
+                                       "unlearnbench evaluate --benchmark lume --model M --data D --out R"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layout", action="store_true", help="also say which files each benchmark reads")
+    p.add_argument("--refresh", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_benchmarks)
 
     p = sub.add_parser("metrics", help="list registered metrics and which direction is better",
                        epilog=examples("unlearnbench metrics"), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,4 +1,4 @@
-"""``unlearnbench evaluate``: score a saved model on a LUME-format benchmark into a run folder."""
+"""``unlearnbench evaluate``: score a saved model on a registered benchmark (LUME by default) into a run folder."""
 
 from __future__ import annotations
 
@@ -99,6 +99,12 @@ def mcq_specs_from_args(args: argparse.Namespace):
     return mmlu, utility
 
 
+def add_benchmark_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", metavar="NAME", default=None,
+                   help="registered benchmark the data folder holds (see `unlearnbench benchmarks`; default: the "
+                        "one that recognises the folder, lume for LUME files)")
+
+
 def add_parallel_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-processes", type=int, default=1, metavar="N",
                    help="data-parallel processes: re-launches this command under torchrun (CPU) or "
@@ -139,6 +145,9 @@ def summary_lines(result) -> list[str]:
         v = m.get(name)
         return "n/a" if v is None else f"{v:.4f}"
 
+    if result.settings.get("benchmark", "lume") != "lume":  # another benchmark: its metrics as they are
+        return ([f"{result.label} ({result.settings['benchmark']}):"] + [f"  {k} {fmt(k)}" for k in m]
+                + ["  time " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())])
     lines = [f"{result.label}: task_aggregate {fmt('task_aggregate')}  mia_auc {fmt('mia_auc')}  "
              f"mia_score {fmt('mia_score')}  mmlu {fmt('mmlu')}  utility {fmt('utility')}  final {fmt('final_score')}"]
     for split in ("forget", "retain"):
@@ -150,7 +159,7 @@ def summary_lines(result) -> list[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from harness.tasks.lume.data import load_benchmark
+    from harness.tasks import load_task
     from harness.evaluation.pipeline import evaluate_model
     from harness.backends.loading import load_model, model_info
     from harness.core.records import MethodInfo, RunConfig
@@ -161,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     settings = settings_from_args(args)
-    bench = load_benchmark(args.data, mia=args.mia)
+    task = load_task(args.data, name=args.benchmark, mia=args.mia)
     try:
         model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
                                 trust_remote_code=args.trust_remote_code)
@@ -169,8 +178,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     out = Path(args.out)
     config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
-                       label=args.label, device=args.device, dtype=args.dtype, eval=settings.to_dict())
-    result = evaluate_model(model, tok, bench, settings, out, model_info=model_info(model, id=str(args.model)),
+                       label=args.label, benchmark=task.name, device=args.device, dtype=args.dtype,
+                       eval=settings.to_dict())
+    result = evaluate_model(model, tok, task, settings, out, model_info=model_info(model, id=str(args.model)),
                             method_info=MethodInfo(name="none"), label=args.label, config=config,
                             backend=settings.make_backend(model, tok, model_path=args.model))
     if is_main_process():
@@ -182,7 +192,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "evaluate", help="evaluate a saved model on a LUME-format benchmark (SemEval-2025 metrics)",
+        "evaluate", help="evaluate a saved model on a benchmark (LUME: the SemEval-2025 metrics)",
         description="Greedy generation for every forget/retain record, answer losses, MIA losses, optional "
                     "MMLU/utility; writes result.json, samples.jsonl, mia.jsonl and config.json into --out.",
         epilog=examples("unlearnbench evaluate --model runs/target/model --data ../shared/lume --out runs/eval-target",
@@ -192,7 +202,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "unlearnbench evaluate --model M --data D --num-processes 2 --out runs/dp   # data parallel"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, metavar="PATH", help="model folder (save_pretrained) or LoRA adapter")
-    p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (forget/retain [+ mia/])")
+    p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (LUME: forget/retain [+ mia/])")
+    add_benchmark_argument(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--label", default=None, help="display name on leaderboards (default: the model folder name)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model's own code (as the organisers)")

@@ -33,9 +33,8 @@ def _accuracy_arg(text: str) -> float:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from metrics import compute_metrics, read_mia_rows, read_samples
-
     from harness.core import fileio
+    from harness.core.registry import BENCHMARKS
     from harness.core.records import MIA_FILE, RESULT_FILE, SAMPLES_FILE, now, read_result, write_result
 
     run_dir = Path(args.run_dir)
@@ -54,12 +53,14 @@ def _score(args: argparse.Namespace) -> int:
     mmlu = args.mmlu if args.mmlu is not None else (result.metrics.get("mmlu") if result else None)
     utility = args.utility if args.utility is not None else (result.metrics.get("utility") if result else None)
 
-    samples = read_samples(samples_path)
+    # The benchmark the run was evaluated on scores its rows (runs recorded before benchmarks had
+    # names are LUME runs).
+    task = BENCHMARKS.get(result.settings.get("benchmark", "lume") if result else "lume")
+    samples = task.read_samples(samples_path)
     mia_path = run_dir / MIA_FILE
-    mia_rows = read_mia_rows(mia_path) if mia_path.is_file() else None
+    mia_rows = task.read_documents(mia_path) if mia_path.is_file() else None
     try:
-        metrics = compute_metrics(samples, mia_rows, mmlu=mmlu, utility=utility, mode=mode,
-                                  progress=not args.quiet)
+        metrics = task.rescore(samples, mia_rows, {"mmlu": mmlu, "utility": utility}, mode, progress=not args.quiet)
     except ValueError as exc:  # DataError included: name the file the rows came from
         raise UserError(f"{run_dir}: {exc}") from exc
 

@@ -19,6 +19,7 @@ RUN_KEYS = {
     "method": "registered method name (required)",
     "model": "target model folder (required)",
     "data": "benchmark folder (required)",
+    "benchmark": "registered benchmark the data holds (default: detected from the folder; lume for LUME files)",
     "out": "run folder (required)",
     "params": "table of hyperparameters (over the method's defaults and preset)",
     "eval": "table of evaluation options, named like `unlearnbench evaluate`'s (max_new_tokens, utility, mmlu, …)",
@@ -93,7 +94,7 @@ def _unlearn(args: argparse.Namespace) -> int:
         args.method, args.model, args.data, args.out, param_layers=layers, layer_names=names,
         evaluate=not args.no_eval, eval_settings=settings, mia=args.mia, seed=args.seed, device=args.device,
         dtype=args.dtype, label=args.label, command="unlearn", force=args.force, progress=not args.no_progress,
-        trust_remote_code=args.trust_remote_code, keep_model=False)
+        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark)
     _print_outcome(outcome)
     return 0
 
@@ -136,7 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg["method"], cfg["model"], cfg["data"], args.out or cfg["out"], param_layers=layers, layer_names=names,
         evaluate=evaluate, eval_settings=settings, mia=ns.mia, seed=int(cfg.get("seed", 0)), device=ns.device,
         dtype=ns.dtype, label=cfg.get("label"), command="run", force=args.force, progress=not ns.no_progress,
-        extra_config={"config_file": str(Path(args.config).resolve())}, keep_model=False)
+        extra_config={"config_file": str(Path(args.config).resolve())}, keep_model=False,
+        benchmark=args.benchmark or cfg.get("benchmark"))
     _print_outcome(outcome)
     return 0
 
@@ -153,7 +155,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from harness.cli.commands.evaluate import add_eval_arguments
+    from harness.cli.commands.evaluate import add_benchmark_argument, add_eval_arguments
 
     p = sub.add_parser(
         "unlearn", help="unlearn a model with a registered method, then evaluate it (one run folder)",
@@ -169,7 +171,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, help="registered method (see `unlearnbench methods`)")
     p.add_argument("--model", required=True, metavar="PATH", help="target model folder (save_pretrained)")
-    p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (forget/retain [+ mia/])")
+    p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (LUME: forget/retain [+ mia/])")
+    add_benchmark_argument(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--config", metavar="FILE", help="hyperparameters from a TOML/YAML/JSON file (or its [params] table)")
     p.add_argument("--seed", type=int, default=0, help="harness seed (a method's own `seed` parameter wins; default 0)")
@@ -189,6 +192,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", metavar="CONFIG", help="run config (.toml, .yaml, .yml or .json)")
     p.add_argument("--out", default=None, metavar="RUN_DIR", help="override the config's out")
+    add_benchmark_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _common(p)
     p.set_defaults(func=_run)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from harness.core.errors import DataError
-from harness.core.types import LUME_TASKS, SPLITS, Benchmark, MIADocument, Record, kind_from_id
+from harness.core.types import LUME_TASKS, Benchmark, MIADocument, Record, kind_from_id
 
 RECORD_FIELDS = ("id", "input", "output", "task")
 MIA_REQUIRED_FIELDS = ("id", "document")
@@ -76,24 +76,30 @@ def _iter_hf_dataset(path: Path) -> Iterator[tuple[int, Any]]:
     return _iter_table(ds.to_list(), path)
 
 
-def _locate(folder: Path, name: str) -> tuple[Path, Iterator[tuple[int, Any]]] | None:
-    """Find split ``name`` in ``folder`` in any supported layout."""
+def find_split(folder: Path, name: str) -> tuple[Path, Callable[[Path], Iterator[tuple[int, Any]]]] | None:
+    """Where split ``name`` lives in ``folder`` (any supported layout) and the reader for it; ``None``
+    when it is absent. Reads no records (benchmark detection calls it on any folder)."""
     for suffix in SUFFIXES:
         candidate = folder / f"{name}{suffix}"
         if candidate.is_file():
-            reader = _iter_jsonl if suffix == ".jsonl" else _iter_parquet
-            return candidate, reader(candidate)
+            return candidate, (_iter_jsonl if suffix == ".jsonl" else _iter_parquet)
     sub = folder / name
     if sub.is_dir() and (sub / "dataset_info.json").is_file():
-        return sub, _iter_hf_dataset(sub)
+        return sub, _iter_hf_dataset
     if (folder / "dataset_dict.json").is_file():
         try:
             splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
         except Exception as exc:
             raise DataError(f"dataset_dict.json is malformed ({exc})", folder / "dataset_dict.json") from exc
         if name in splits:
-            return folder / name, _iter_hf_dataset(folder / name)
+            return folder / name, _iter_hf_dataset
     return None
+
+
+def _locate(folder: Path, name: str) -> tuple[Path, Iterator[tuple[int, Any]]] | None:
+    """Find split ``name`` in ``folder`` and open it for reading."""
+    found = find_split(folder, name)
+    return None if found is None else (found[0], found[1](found[0]))
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -222,4 +228,4 @@ def load_benchmark(path: str | Path, mia: str | Path | None = None,
     )
 
 
-__all__ = ["DataError", "load_benchmark", "load_split", "load_mia", "benchmark_hash", "kind_from_id", "SPLITS"]
+__all__ = ["load_benchmark", "load_split", "load_mia", "benchmark_hash", "find_split"]
