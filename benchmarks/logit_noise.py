@@ -25,6 +25,7 @@ import time
 
 def measure(model, tok, prompts: list[str], steps: int, batch_size: int) -> dict:
     import torch
+    from harness.backends import batching
     from harness.backends import hf as engine
 
     model.eval()
@@ -33,7 +34,7 @@ def measure(model, tok, prompts: list[str], steps: int, batch_size: int) -> dict
     trace: dict[int, list] = {}
     got: dict[int, list[int]] = {}
     order = sorted(range(len(prompts)), key=lambda i: (len(prompt_ids[i]), i))
-    engine._greedy_pool(model, prompt_ids, order, steps, eos, tok.eos_token_id, batch_size,
+    batching.greedy_pool(model, prompt_ids, order, steps, eos, tok.eos_token_id, batch_size,
                         lambda i, t, g: got.__setitem__(i, t), trace=trace)
     diffs, gaps = [], []
     for i, ids in enumerate(prompt_ids):

@@ -22,6 +22,7 @@ def main() -> None:
     import torch
 
     from harness import load_benchmark
+    from harness.backends import batching
     from harness.backends import hf as engine
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +59,7 @@ def main() -> None:
         name = f"random Llama hidden {args.hidden}"
 
     seqs = [tok(t)["input_ids"] for t in texts]
-    batches = engine.length_batches([len(s) for s in seqs], args.batch_size)
+    batches = batching.length_batches([len(s) for s in seqs], args.batch_size)
 
     def bare() -> None:
         with torch.no_grad():

@@ -90,7 +90,7 @@ def forget_loss(model, tokenizer, bench) -> float:
     """Mean answer-token NLL of the forget records (answer + EOS, prompt masked), as the loop trains it."""
     import torch
 
-    from harness.training.loop import build_example
+    from harness.training.examples import build_example
 
     total, count = 0.0, 0
     model.eval()

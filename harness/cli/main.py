@@ -13,7 +13,7 @@ import logging
 import sys
 import textwrap
 
-from harness.core.errors import UnlearnbenchError, UserError
+from harness.core.errors import UnlearnbenchError
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = (

@@ -58,6 +58,16 @@ def merge_table(run_dirs: Iterable[str | Path]):
     return df.dropna(axis=1, how="all").reset_index(drop=True)
 
 
+def density_table(run_dirs: Iterable[str | Path]):
+    """The runs of a density sweep (one merging method at several densities), ordered by density: the
+    rows of :func:`merge_table` for merged runs that record a density."""
+    run_dirs = list(run_dirs)
+    df = merge_table(run_dirs)
+    if "density" not in df:
+        raise RecordError(", ".join(str(p) for p in run_dirs), "no merged run with a density among these runs")
+    return df[df["density"].notna()].sort_values("density", kind="stable").reset_index(drop=True)
+
+
 def plot_merge_table(df, out_png: str | Path, title: str = "Merging techniques") -> Path:
     import matplotlib
 

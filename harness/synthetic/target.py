@@ -215,7 +215,7 @@ def cache_key(world: Path, config: TargetConfig, seed: int) -> str:
 def _batches(lengths: list[int], config: TargetConfig) -> list[list[int]]:
     """Indices grouped by similar length under the padded-token budget (fixed, order-independent):
     the evaluation engine's batching rule, reused."""
-    from harness.backends.hf import length_batches
+    from harness.backends.batching import length_batches
 
     return length_batches(lengths, config.max_batch_rows, config.batch_tokens)
 

@@ -18,6 +18,7 @@ different settings is refused unless ``force``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -194,130 +195,204 @@ def _resolve_model_path(model: str | Path) -> str:
     return str(path.resolve()) if path.exists() else str(model)
 
 
-def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | Path, *,
-                   params: Mapping[str, Any] | None = None, param_layers: Sequence[Mapping[str, Any]] = (),
-                   layer_names: Sequence[str] = (), evaluate: bool = True, eval_settings: Any = None,
-                   mia: str | Path | None = None, seed: int = 0, device: str = "cpu", dtype: str = "float32",
-                   label: str | None = None, parents: Sequence[str] = (), command: str = "unlearn",
-                   extra_config: Mapping[str, Any] | None = None, force: bool = False, progress: bool = True,
-                   trust_remote_code: bool = False, keep_model: bool = True, benchmark: str | None = None
-                   ) -> RunOutcome:
+@dataclass
+class RunOptions:
+    """Everything about an unlearning run beside the method, the model, the data and the run folder."""
+
+    params: Mapping[str, Any] | None = None
+    """Hyperparameters, applied last (over the defaults, the preset and ``param_layers``)."""
+    param_layers: Sequence[Mapping[str, Any]] = ()
+    """Hyperparameter layers applied in order over the defaults (a config file, then ``--set``)."""
+    layer_names: Sequence[str] = ()
+    """Where each layer came from, for error messages."""
+    evaluate: bool = True
+    eval_settings: Any = None
+    """A :class:`harness.evaluation.pipeline.EvalSettings` (default settings when ``None``)."""
+    mia: str | Path | None = None
+    benchmark: str | None = None
+    """The registered benchmark the data holds (default: detected from the folder)."""
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    label: str | None = None
+    parents: Sequence[str] = ()
+    command: str = "unlearn"
+    """Recorded as ``config.json``'s ``command``."""
+    config_file: str | None = None
+    """The ``unlearnbench run`` config file, recorded in ``config.json``."""
+    force: bool = False
+    """Redo a finished run (with the same or other settings) in the same folder."""
+    progress: bool = True
+    trust_remote_code: bool = False
+    keep_model: bool = True
+    """Return the unlearned model and tokenizer in the outcome."""
+
+
+def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | Path,
+                   options: RunOptions | None = None, **option_fields: Any) -> RunOutcome:
     """Unlearn ``model`` with ``method`` on the benchmark at ``data`` and write the run folder ``out``.
 
-    ``params`` (or ``param_layers``, applied in order over the defaults) are the hyperparameters.
-    ``eval_settings`` is a :class:`harness.evaluation.pipeline.EvalSettings` (default settings when ``None``).
+    ``options`` (:class:`RunOptions`; its fields may also be given as keywords, ``seed=1, evaluate=False``)
+    hold the hyperparameter layers, the evaluation settings and the rest. A finished run with the same
+    settings is skipped; one with other settings is refused unless ``force``.
     """
+    from harness.backends.loading import resolve_device
     from harness.tasks import load_task
-    from harness.backends.loading import load_model, model_info, resolve_device
-    from harness.training.loop import save_model_dir
 
+    opts = dataclasses.replace(options or RunOptions(), **option_fields)
     run_dir = Path(out)
-    layers = list(param_layers) + ([dict(params)] if params else [])
-    names = list(layer_names) + (["params"] if params else [])
+    layers = list(opts.param_layers) + ([dict(opts.params)] if opts.params else [])
+    names = list(opts.layer_names) + (["params"] if opts.params else [])
     resolved = jsonable(resolve_params(method, *layers, source_names=names))
     method_obj = build_method(method, resolved)
-    task = load_task(data, name=benchmark, mia=mia)
-    bench = task.data
+    task = load_task(data, name=opts.benchmark, mia=opts.mia)
     try:
-        device = resolve_device(device)
+        opts.device = resolve_device(opts.device)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if evaluate and eval_settings is None:
+    if opts.evaluate and opts.eval_settings is None:
         from harness.evaluation.pipeline import EvalSettings
 
-        eval_settings = EvalSettings(dtype=dtype, device=device, progress=progress)
+        opts.eval_settings = EvalSettings(dtype=opts.dtype, device=opts.device, progress=opts.progress)
     base_model = _resolve_model_path(model)
     if resolved.get("finetune") == "lora" and (Path(base_model) / "adapter_config.json").is_file():
         raise ConfigError(f"{model} is a LoRA adapter folder; LoRA unlearning needs a full model to attach new "
                           "adapters to (merge it first, or use finetune=full)")
     preset = resolved.get("preset")
-    label = label or (f"{method}:{preset}" if preset else method)
+    opts.label = opts.label or (f"{method}:{preset}" if preset else method)
     config = RunConfig(
-        command=command, argv=sys.argv[1:], method=method, params=resolved, model=str(model), base_model=base_model,
-        data=str(Path(data).resolve()), mia=str(mia) if mia else None, seed=seed, device=device, dtype=dtype,
-        label=label, parents=list(parents), finetune=resolved.get("finetune"), model_dir=MODEL_DIR, benchmark=task.name,
-        eval=eval_settings.to_dict() if (evaluate and eval_settings is not None) else None,
-        **dict(extra_config or {}))
+        command=opts.command, argv=sys.argv[1:], method=method, params=resolved, model=str(model),
+        base_model=base_model, data=str(Path(data).resolve()), mia=str(opts.mia) if opts.mia else None,
+        seed=opts.seed, device=opts.device, dtype=opts.dtype, label=opts.label, parents=list(opts.parents),
+        finetune=resolved.get("finetune"), model_dir=MODEL_DIR, benchmark=task.name,
+        eval=opts.eval_settings.to_dict() if (opts.evaluate and opts.eval_settings is not None) else None,
+        config_file=opts.config_file)
+    finished = _finished_run(run_dir, config, opts)
+    if finished is not None:
+        return finished
+    return _UnlearningRun(method_obj, task, config, opts, run_dir).run()
 
-    if _finished(run_dir, evaluate) and not force:
-        try:
-            old = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = {}
-        if _same_run(old, config.to_json()):
-            log.info("%s already holds this finished run; skipped (use --force to redo it)", run_dir)
-            result = read_result(run_dir) if evaluate else None
-            return RunOutcome(run_dir, resolved, result, None, skipped=True)
+
+def _finished_run(run_dir: Path, config: RunConfig, opts: RunOptions) -> RunOutcome | None:
+    """The outcome of a finished run in ``run_dir`` with the same settings (skipped, HELM style);
+    ``None`` when there is none or ``force`` is set; a finished run with other settings is refused."""
+    if opts.force or not _finished(run_dir, opts.evaluate):
+        return None
+    try:
+        old = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        old = {}
+    if not _same_run(old, config.to_json()):
         raise ConfigError(f"{run_dir} already holds a finished run with different settings; choose another "
                           "--out or pass --force to overwrite it")
-    from harness.backends.distributed import is_main_process, wait_for_everyone
+    log.info("%s already holds this finished run; skipped (use --force to redo it)", run_dir)
+    result = read_result(run_dir) if opts.evaluate else None
+    return RunOutcome(run_dir, config.params, result, None, skipped=True)
 
-    # Under data-parallel training (accelerate launch / torchrun) only the main process touches the
-    # run folder; the others train their shards and take part in the evaluation.
-    main = is_main_process()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
+
+class _UnlearningRun:
+    """One run's work: prepare the folder, unlearn, save, evaluate. Under data-parallel training
+    (accelerate launch / torchrun) only the main process touches the run folder; the others train
+    their shards and take part in the evaluation."""
+
+    def __init__(self, method_obj, task, config: RunConfig, opts: RunOptions, run_dir: Path):
+        from harness.backends.distributed import is_main_process
+
+        self.method_obj, self.task, self.config, self.opts, self.run_dir = method_obj, task, config, opts, run_dir
+        self.main = is_main_process()
+
+    def run(self) -> RunOutcome:
+        from harness.backends.distributed import wait_for_everyone
+
+        self._prepare_folder()
+        wait_for_everyone()
+        handler = _attach_log(self.run_dir) if self.main else logging.NullHandler()
+        try:
+            net, tokenizer, seconds = self._unlearn()
+            self.config.unlearn_seconds = round(seconds, 3)
+            result = None
+            if self.opts.evaluate:
+                result = self._evaluate(net, tokenizer, seconds)
+            elif self.main:
+                write_config(self.run_dir, self.config)
+            keep = self.opts.keep_model
+            return RunOutcome(self.run_dir, self.config.params, result, seconds, model=net if keep else None,
+                              tokenizer=tokenizer if keep else None)
+        finally:
+            logging.getLogger("unlearnbench").removeHandler(handler)
+            handler.close()
+
+    def _prepare_folder(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.main:
+            return
         for stale in (TRAIN_LOG_FILE, RESULT_FILE, "snapshots", "checkpoints", MODEL_DIR):
-            target = run_dir / stale
+            target = self.run_dir / stale
             if target.is_dir():
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-        write_config(run_dir, config)
-    wait_for_everyone()
-    handler = _attach_log(run_dir) if main else logging.NullHandler()
-    try:
-        log.info("run %s: method %s on %s (%s), params %s", run_dir, method, model, bench.name, resolved)
-        try:
-            net, tokenizer = load_model(base_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        started = time.perf_counter()
-        train_log = run_dir / TRAIN_LOG_FILE
+        write_config(self.run_dir, self.config)
+
+    def _context(self, started: float) -> UnlearnContext:
+        """What the method is handed besides model, tokenizer and data."""
+        train_log, main, opts, config = self.run_dir / TRAIN_LOG_FILE, self.main, self.opts, self.config
 
         def log_event(event: Mapping[str, Any]) -> None:
-            if not main:
-                return
-            fileio.append_jsonl(train_log, {**event, "time": round(time.perf_counter() - started, 3)})
+            if main:
+                fileio.append_jsonl(train_log, {**event, "time": round(time.perf_counter() - started, 3)})
 
         # Composite methods (zjuklab_merge) save and evaluate runs of their own: they need to know
         # where the model and data came from and how the run is evaluated.
-        extra = {"model_path": base_model, "data_path": config.data, "mia_path": config.mia,
-                 "eval_settings": eval_settings if evaluate else None}
-        ctx = UnlearnContext(out_dir=run_dir, seed=seed, device=device, dtype=dtype, log_event=log_event,
-                             progress=progress, logger=logging.getLogger(f"unlearnbench.method.{method}"),
-                             extra=extra, task=task)
-        net = method_obj.unlearn(net, tokenizer, bench, ctx)
+        extra = {"model_path": config.base_model, "data_path": config.data, "mia_path": config.mia,
+                 "eval_settings": opts.eval_settings if opts.evaluate else None}
+        return UnlearnContext(out_dir=self.run_dir, seed=opts.seed, device=opts.device, dtype=opts.dtype,
+                              log_event=log_event, progress=opts.progress,
+                              logger=logging.getLogger(f"unlearnbench.method.{config.method}"), extra=extra,
+                              task=self.task)
+
+    def _unlearn(self):
+        """Load the model, run the method, save the run's model; returns (model, tokenizer, seconds)."""
+        from harness.backends.distributed import wait_for_everyone
+        from harness.backends.loading import load_model
+        from harness.training.loop import save_model_dir
+
+        config, opts = self.config, self.opts
+        log.info("run %s: method %s on %s (%s), params %s", self.run_dir, config.method, config.model,
+                 self.task.data.name, config.params)
+        try:
+            net, tokenizer = load_model(config.base_model, dtype=opts.dtype, device=opts.device,
+                                        trust_remote_code=opts.trust_remote_code)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        started = time.perf_counter()
+        net = self.method_obj.unlearn(net, tokenizer, self.task.data, self._context(started))
         seconds = time.perf_counter() - started
         log.info("unlearning took %.1f s", seconds)
-        if main:
-            save_model_dir(net, tokenizer, run_dir / MODEL_DIR)
+        if self.main:
+            save_model_dir(net, tokenizer, self.run_dir / MODEL_DIR)
         wait_for_everyone()
         if hasattr(net, "merge_and_unload") and hasattr(net, "peft_config"):
             # Adapters are on disk; evaluate the merged weights, which is also what
             # ``unlearnbench evaluate --model RUN/model`` loads (same weight hash).
             net = net.merge_and_unload()
         net.eval()
-        config.unlearn_seconds = round(seconds, 3)
-        result = None
-        if evaluate:
-            from harness.evaluation.pipeline import evaluate_model
+        return net, tokenizer, seconds
 
-            info = model_info(net, id=str(run_dir / MODEL_DIR), base_model=base_model)
-            # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
-            backend = eval_settings.make_backend(net, tokenizer, model_path=run_dir / MODEL_DIR)
-            result = evaluate_model(net, tokenizer, task, eval_settings, run_dir, model_info=info,
-                                    method_info=MethodInfo(name=method, params=resolved), label=label,
-                                    parents=list(parents), extra_timings={"unlearn": round(seconds, 3)},
-                                    config=config, seed=seed, backend=backend)
-        elif main:
-            write_config(run_dir, config)
-        return RunOutcome(run_dir, resolved, result, seconds, model=net if keep_model else None,
-                          tokenizer=tokenizer if keep_model else None)
-    finally:
-        logging.getLogger("unlearnbench").removeHandler(handler)
-        handler.close()
+    def _evaluate(self, net, tokenizer, seconds: float) -> EvalResult:
+        from harness.backends.loading import model_info
+        from harness.evaluation.pipeline import RunInfo, evaluate_model
+
+        config, settings = self.config, self.opts.eval_settings
+        model_dir = self.run_dir / MODEL_DIR
+        info = RunInfo(model_info=model_info(net, id=str(model_dir), base_model=config.base_model),
+                       method_info=MethodInfo(name=config.method, params=config.params), label=config.label,
+                       parents=list(config.parents), extra_timings={"unlearn": round(seconds, 3)}, config=config,
+                       seed=config.seed)
+        # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
+        backend = settings.make_backend(net, tokenizer, model_path=model_dir)
+        return evaluate_model(net, tokenizer, self.task, settings, self.run_dir, info, backend=backend)
 
 
-__all__ = ["run_unlearning", "resolve_params", "build_method", "parse_overrides", "parse_value",
+__all__ = ["run_unlearning", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
            "read_config_file", "RunOutcome", "ConfigError", "MODEL_DIR"]

@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import MINI_FORGET, MINI_NONMEMBERS, MINI_MEMBERS, MINI_RETAIN, all_mini_texts  # noqa: E402
 
+from harness.backends import base, batching  # noqa: E402
 from harness.backends import hf as engine  # noqa: E402
 from harness.backends.loading import load_model, model_info, weight_hash  # noqa: E402
 
@@ -134,7 +135,7 @@ def test_near_tie_check_replays_only_up_to_the_last_near_tie(tiny_llama, tiny_to
     """Rows with a near tie are re-decoded one at a time only up to their last near-tie step; a row whose
     batched tokens disagree there is regenerated to the end. Simulated: every row reports its last near
     tie at step 3, and row 0's batched token at step 2 is made wrong."""
-    real = engine._greedy_pool
+    real = engine.greedy_pool
     other = tiny_tokenizer(" x", add_special_tokens=False)["input_ids"][-1]
 
     def pretend(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, on_finish, last_tie=None, **kw):
@@ -145,7 +146,7 @@ def test_near_tie_check_replays_only_up_to_the_last_near_tie(tiny_llama, tiny_to
             on_finish(i, toks, 0.0)
         real(model, prompt_ids, order, max_new_tokens, eos, pad_id, bs, finish)
 
-    monkeypatch.setattr(engine, "_greedy_pool", pretend)
+    monkeypatch.setattr(engine, "greedy_pool", pretend)
     stats: dict = {}
     out = engine.generate_detailed(tiny_llama, tiny_tokenizer, PROMPTS[:4], max_new_tokens=10, batch_size=4,
                                    verify_margin=1e-4, progress=False, stats=stats)
@@ -157,12 +158,12 @@ def test_near_tie_check_replays_only_up_to_the_last_near_tie(tiny_llama, tiny_to
 
 def test_auto_generation_batch_fits_the_cpu_kv_budget(tiny_llama):
     # width 64, 4 heads, float32: 512 bytes of KV cache per token and layer
-    assert engine.default_batch_size(tiny_llama, "generation") == 128  # capped
+    assert batching.default_batch_size(tiny_llama, "generation") == 128  # capped
     tiny_llama.config.num_hidden_layers = 128  # 64 KiB per token: 2 GiB / (64 KiB x 512) = 64 rows
-    assert engine.default_batch_size(tiny_llama, "generation") == 64
+    assert batching.default_batch_size(tiny_llama, "generation") == 64
     tiny_llama.config.num_hidden_layers = 100_000  # a huge model still gets a few rows
-    assert engine.default_batch_size(tiny_llama, "generation") == 4
-    assert engine.default_batch_size(tiny_llama, "mia") == 16
+    assert batching.default_batch_size(tiny_llama, "generation") == 4
+    assert batching.default_batch_size(tiny_llama, "mia") == 16
 
 
 def test_default_float32_margin_scales_with_width(tiny_llama):
@@ -177,13 +178,13 @@ def test_stops_at_eos_and_decodes_with_semeval_cleanup(memorised_llama, tiny_tok
     out = engine.generate_detailed(memorised_llama, tiny_tokenizer, [ROWS[0]["input"]], max_new_tokens=200,
                                    progress=False)
     assert out.token_ids[0][-1] == tiny_tokenizer.eos_token_id and len(out.token_ids[0]) < 200
-    assert engine.decode(tiny_tokenizer, tiny_tokenizer(" a .", add_special_tokens=False)["input_ids"]
+    assert base.decode(tiny_tokenizer, tiny_tokenizer(" a .", add_special_tokens=False)["input_ids"]
                          + [tiny_tokenizer.eos_token_id], "semeval2025") == " a."
-    assert engine.decode(tiny_tokenizer, tiny_tokenizer(" a .", add_special_tokens=False)["input_ids"], "plain") == " a ."
+    assert base.decode(tiny_tokenizer, tiny_tokenizer(" a .", add_special_tokens=False)["input_ids"], "plain") == " a ."
 
 
 def test_batch_size_auto_backs_off_on_out_of_memory(tiny_llama, tiny_tokenizer, monkeypatch):
-    real = engine._greedy_pool
+    real = engine.greedy_pool
 
     def fake(model, prompt_ids, order, max_new_tokens, eos, pad_id, batch_size, on_finish, **kw):
         if batch_size > 2:
@@ -196,12 +197,12 @@ def test_batch_size_auto_backs_off_on_out_of_memory(tiny_llama, tiny_tokenizer, 
         real(model, prompt_ids, order[:1], max_new_tokens, eos, pad_id, 1, lambda i, t, g: got.update(t=t, g=g))
         return got["t"], got["g"]
 
-    monkeypatch.setattr(engine, "_greedy_pool", fake)
+    monkeypatch.setattr(engine, "greedy_pool", fake)
     stats: dict = {}
     out = engine.generate(tiny_llama, tiny_tokenizer, PROMPTS[:7], max_new_tokens=6, batch_size="auto",
                           progress=False, stats=stats, verify_margin=0)
     assert stats["batch_size"]["generation"] == 2
-    monkeypatch.setattr(engine, "_greedy_pool", real)
+    monkeypatch.setattr(engine, "greedy_pool", real)
     assert out == engine.generate(tiny_llama, tiny_tokenizer, PROMPTS[:7], max_new_tokens=6, batch_size=1,
                                   progress=False, verify_margin=0)
 
@@ -220,7 +221,7 @@ def test_continuous_batching_refills_free_slots(memorised_llama, tiny_tokenizer,
 def test_growing_cache_layer_equals_concatenation():
     """The engine's KV-cache layer writes into spare room instead of concatenating: same tensors,
     including after rows are dropped from outside (compaction), and no copy on a plain step."""
-    plain_cls, growing_cls = engine._growing_layer_class()
+    plain_cls, growing_cls = batching.growing_layer_class()
     torch.manual_seed(0)
     plain, growing = plain_cls(), growing_cls()
     for step in range(150):  # past the first buffer's spare room, so it also regrows
@@ -375,7 +376,7 @@ def test_sliding_window_model_generates_exactly_without_pooling(tiny_tokenizer):
                         bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
                         pad_token_id=tiny_tokenizer.pad_token_id)
     model = MistralForCausalLM(cfg).eval()
-    assert not engine._poolable(engine._new_cache(model))
+    assert not batching.poolable(batching.new_cache(model))
     prompts = PROMPTS[:10]
     ref = reference(model, tiny_tokenizer, prompts, 16)
     out = engine.generate_detailed(model, tiny_tokenizer, prompts, max_new_tokens=16, batch_size=4, progress=False)

@@ -25,7 +25,7 @@ def bench(mini_benchmark):
 
 
 def _examples(tokenizer, records, **kw):
-    from harness.training.loop import build_example
+    from harness.training.examples import build_example
 
     opts = dict(max_length=256, prompt_max_fraction=0.8, mask_prompt=True) | kw
     return [build_example(tokenizer, r, i, **opts) for i, r in enumerate(records)]
@@ -33,7 +33,8 @@ def _examples(tokenizer, records, **kw):
 
 def _step(model, tokenizer, bench, cache=None, padding_side="right", layer=None):
     """A TrainStep over the first 4 forget and retain records."""
-    from harness.training.loop import PairedCollator, TrainStep
+    from harness.training.examples import PairedCollator
+    from harness.training.step import TrainStep
 
     collator = PairedCollator(tokenizer, "longest", 256, padding_side)
     f = _examples(tokenizer, bench.forget)[:4]
@@ -83,7 +84,7 @@ def test_build_example_truncates_prompt_from_the_left_and_example_to_max_length(
 
 
 def test_pairing_cycle_and_seeded_random(tiny_tokenizer, bench):
-    from harness.training.loop import PairedDataset
+    from harness.training.examples import PairedDataset
 
     f, r = _examples(tiny_tokenizer, bench.forget), _examples(tiny_tokenizer, bench.retain)
     cyc = PairedDataset(f, r, "cycle", 0)
@@ -100,7 +101,7 @@ def test_pairing_cycle_and_seeded_random(tiny_tokenizer, bench):
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_collator_pads_tokens_and_labels(tiny_tokenizer, bench, side):
-    from harness.training.loop import PairedCollator
+    from harness.training.examples import PairedCollator
 
     f = _examples(tiny_tokenizer, bench.forget)[:3]
     coll = PairedCollator(tiny_tokenizer, "longest", 256, side)
@@ -123,7 +124,7 @@ def test_collator_pads_tokens_and_labels(tiny_tokenizer, bench, side):
 # ------------------------------------------------------------------------------------------------
 # reference quantities and loss formulas
 def test_lora_reference_is_the_frozen_base(tiny_tokenizer, tiny_llama, bench):
-    from harness.training.loop import kl_ref_to_model, sequence_nll
+    from harness.training.step import kl_ref_to_model, sequence_nll
 
     base_logits = None
     step0 = _step(tiny_llama, tiny_tokenizer, bench)
@@ -133,7 +134,7 @@ def test_lora_reference_is_the_frozen_base(tiny_tokenizer, tiny_llama, bench):
     _perturb_lora(model)
     step = _step(model, tiny_tokenizer, bench)
     ref_values, ref_mask = step.forget.ref_label_logprobs()
-    from harness.training.loop import label_token_logprobs
+    from harness.training.step import label_token_logprobs
 
     expected, _ = label_token_logprobs(base_logits, step.forget.labels)
     assert torch.allclose(ref_values, expected, atol=1e-5)
@@ -146,7 +147,9 @@ def test_lora_reference_is_the_frozen_base(tiny_tokenizer, tiny_llama, bench):
 
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_full_finetune_reference_cache_matches_direct_computation(tiny_tokenizer, tiny_llama, bench, side):
-    from harness.training.loop import PairedCollator, ReferenceCache, label_token_logprobs
+    from harness.training.examples import PairedCollator
+    from harness.training.reference import ReferenceCache
+    from harness.training.step import label_token_logprobs
 
     collator = PairedCollator(tiny_tokenizer, "longest", 256, side)
     examples = {"forget": _examples(tiny_tokenizer, bench.forget), "retain": _examples(tiny_tokenizer, bench.retain)}
@@ -171,7 +174,9 @@ def test_full_finetune_reference_cache_matches_direct_computation(tiny_tokenizer
 
 
 def test_reference_cache_refuses_oversized_distribution(tiny_tokenizer, tiny_llama, bench):
-    from harness.training.loop import PairedCollator, ReferenceCache, TrainingError
+    from harness.training.examples import PairedCollator
+    from harness.training.reference import ReferenceCache
+    from harness.training.step import TrainingError
 
     collator = PairedCollator(tiny_tokenizer, "longest", 256, "right")
     examples = {"forget": [], "retain": _examples(tiny_tokenizer, bench.retain)}
@@ -318,7 +323,7 @@ def test_snapshots_checkpoints_and_eval_events(tmp_path, tiny_tokenizer, tiny_ll
 
 def test_non_finite_loss_stops_with_a_clear_error(tiny_tokenizer, tiny_llama, bench):
     from baselines.grad_ascent import GradAscent
-    from harness.training.loop import TrainingError
+    from harness.training.step import TrainingError
     from harness.core.types import UnlearnContext
 
     class Broken(GradAscent):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -69,14 +68,14 @@ def _merges(args: argparse.Namespace) -> int:
 def _density(args: argparse.Namespace) -> int:
     from baselines.merging import MergeSettings
 
-    from harness.evaluation.analysis import merge_table, plot_density
+    from harness.evaluation.analysis import density_table, plot_density
 
     densities = [float(d) for d in args.densities.split(",")]
     variants = [(f"{args.how}-d{d:g}", MergeSettings(how=args.how, density=d, seed=args.seed,
                                                      weights=tuple(args.weights) if args.weights else None))
                 for d in densities]
     runs = _merge_sweep(args, variants)
-    df = merge_table(runs).sort_values("density").reset_index(drop=True)
+    df = density_table(runs)
     out = Path(args.out)
     csv = _write_table(df, out, f"density_{args.how}")
     png = plot_density(df, out / f"density_{args.how}.png", f"{args.how}: density sweep")

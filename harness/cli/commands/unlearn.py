@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         cfg["method"], cfg["model"], cfg["data"], args.out or cfg["out"], param_layers=layers, layer_names=names,
         evaluate=evaluate, eval_settings=settings, mia=ns.mia, seed=int(cfg.get("seed", 0)), device=ns.device,
         dtype=ns.dtype, label=cfg.get("label"), command="run", force=args.force, progress=not ns.no_progress,
-        extra_config={"config_file": str(Path(args.config).resolve())}, keep_model=False,
+        config_file=str(Path(args.config).resolve()), keep_model=False,
         benchmark=args.benchmark or cfg.get("benchmark"))
     _print_outcome(outcome)
     return 0
