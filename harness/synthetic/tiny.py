@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, add_bos: bool = True,
