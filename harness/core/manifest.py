@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .errors import ManifestError
+
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 #: Files a run folder may hold that a consumer reads: present but not in the manifest means they
@@ -47,15 +49,6 @@ RUN_FOLDERS = ("model", "snapshots", "checkpoints")
 _CHUNK = 1 << 20
 #: Files modified less than this long ago are not cached (see :func:`file_sha256`).
 _RACY_NS = 2_000_000_000
-
-
-class ManifestError(ValueError):
-    """A manifest that is missing, unreadable, or does not match the folder (``reason`` says why)."""
-
-    def __init__(self, folder: str | os.PathLike, reason: str):
-        self.folder = str(folder)
-        self.reason = reason
-        super().__init__(f"{folder}: {reason}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,10 +242,8 @@ def code_version() -> dict[str, Any]:
             h.update(path.relative_to(root).as_posix().encode() + b"\0")
             h.update(path.read_bytes())
             h.update(b"\n")
-    try:
-        from .records import git_sha
-    except ImportError:  # before the move into harness.core
-        from harness.records import git_sha
+    from .records import git_sha
+
     return {"unlearnbench": version, "git_sha": git_sha(), "source_sha256": h.hexdigest()}
 
 
@@ -279,10 +270,7 @@ def build_manifest(folder: str | os.PathLike, *, command: str, inputs: Mapping[s
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Mapping[str, Any]) -> Path:
-    try:
-        from .fileio import write_json
-    except ImportError:  # before the move into harness.core
-        from harness.fileio import write_json
+    from .fileio import write_json
 
     return write_json(Path(os.fspath(folder)) / MANIFEST_FILE, dict(manifest))
 

@@ -149,7 +149,7 @@ def harness_version() -> str:
 
 
 def git_sha() -> str | None:
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout: harness/core/records.py -> repository root
     if not (here / ".git").exists():
         return None
     try:

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from .errors import RunFolderError
+
 log = logging.getLogger("unlearnbench.transaction")
 
 #: Files whose presence marks a folder as a run folder (safe to replace with a new run).
@@ -41,10 +43,6 @@ RUN_MARKERS = ("manifest.json", "config.json", "result.json")
 LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<stamp>\d+)$")
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-
-
-class RunFolderError(ValueError):
-    """An output folder that cannot be written as asked (it is a file, an input, not a run, …)."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from harness.core import transaction as tx
 from harness.core.transaction import RunFolderError, RunTransaction, check_output_path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(folder: Path, label: str, n: int = 3) -> Path:
