@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat
 from harness.core.registry import register_method
 from harness.training import mean_nll
 
@@ -12,7 +13,7 @@ from .base import LossMethod
 class GradDiff(LossMethod):
     """Gradient difference: -forget NLL + retain NLL (GDR)."""
 
-    def __init__(self, forget_weight: float = 1.0, retain_weight: float = 1.0, **training):
+    def __init__(self, forget_weight: NonNegativeFloat = 1.0, retain_weight: NonNegativeFloat = 1.0, **training):
         super().__init__(**training)
         self.forget_weight = forget_weight
         self.retain_weight = retain_weight

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat
 from harness.core.registry import register_method
 from harness.training import kl_ref_to_model, mean_nll
 
@@ -12,7 +13,7 @@ from .base import LossMethod
 class KLRegularised(LossMethod):
     """Gradient ascent + KL(reference ‖ model) on retain data (KLR)."""
 
-    def __init__(self, forget_weight: float = 1.0, kl_weight: float = 1.0, **training):
+    def __init__(self, forget_weight: NonNegativeFloat = 1.0, kl_weight: NonNegativeFloat = 1.0, **training):
         super().__init__(**training)
         self.forget_weight = forget_weight
         self.kl_weight = kl_weight

@@ -8,6 +8,7 @@ log-probabilities of the initial model (full fine-tuning) — never a second mod
 
 from __future__ import annotations
 
+from harness.core.params import PositiveFloat
 from harness.core.registry import register_method
 from harness.training import sequence_nll
 
@@ -27,7 +28,7 @@ def npo_term(step, beta: float):
 class NPO(LossMethod):
     """Negative Preference Optimisation on the forget data (β = 0.1)."""
 
-    def __init__(self, beta: float = 0.1, **training):
+    def __init__(self, beta: PositiveFloat = 0.1, **training):
         super().__init__(**training)
         self.beta = beta
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, PositiveFloat
 from harness.core.registry import register_method
 from harness.training import kl_ref_to_model
 
@@ -13,7 +14,8 @@ from .npo import npo_term
 class NPOKL(LossMethod):
     """NPO on forget + KL(reference ‖ model) on retain (NPO-KLR)."""
 
-    def __init__(self, beta: float = 0.1, npo_weight: float = 1.0, kl_weight: float = 1.0, **training):
+    def __init__(self, beta: PositiveFloat = 0.1, npo_weight: NonNegativeFloat = 1.0,
+                 kl_weight: NonNegativeFloat = 1.0, **training):
         super().__init__(**training)
         self.beta = beta
         self.npo_weight = npo_weight

@@ -14,6 +14,7 @@ the trainable parameters are whatever the loop's ``finetune`` mode makes trainab
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from harness.core.registry import register_method
 
 from .base import LossMethod
@@ -29,7 +30,8 @@ def _masked_mse(a, b, mask):
 class RMU(LossMethod):
     """Steer forget activations at one layer to a scaled random direction, keep retain ones (RMU)."""
 
-    def __init__(self, layer: int | None = None, steering_coeff: float = 6.5, retain_weight: float = 100.0,
+    def __init__(self, layer: NonNegativeInt | None = None, steering_coeff: PositiveFloat = 6.5,
+                 retain_weight: NonNegativeFloat = 100.0,
                  **training):
         super().__init__(**training)
         self.layer = layer

@@ -6,6 +6,7 @@ replaced by a length-normalised reward and a margin γ, so no reference quantiti
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, PositiveFloat
 from harness.core.registry import register_method
 from harness.training import label_counts, mean_nll, sequence_nll
 
@@ -16,7 +17,8 @@ from .base import LossMethod
 class SimNPO(LossMethod):
     """Reference-free, length-normalised NPO with margin γ (+ λ · retain NLL)."""
 
-    def __init__(self, beta: float = 2.5, gamma: float = 0.0, retain_weight: float = 0.1375, **training):
+    def __init__(self, beta: PositiveFloat = 2.5, gamma: NonNegativeFloat = 0.0,
+                 retain_weight: NonNegativeFloat = 0.1375, **training):
         super().__init__(**training)
         self.beta = beta
         self.gamma = gamma

@@ -17,13 +17,16 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Sequence
+
+from pydantic import Field
 
 from harness.core import fileio
+from harness.core.params import Finite, Seed
 from harness.core.registry import register_method
 from harness.core.types import UnlearnContext, UnlearningMethod
 
-from .merging import MergeSettings, merge_lora_adapters
+from .merging import COMBINATION_TYPES, MergeSettings, merge_lora_adapters
 
 log = logging.getLogger("unlearnbench.method.zjuklab_merge")
 
@@ -40,9 +43,10 @@ class ZJUKLABMerge(UnlearningMethod):
                           "under_params": {"epochs": 1, "lora_r": 4, "lora_alpha": 4, "gradient_accumulation_steps": 1,
                                            "max_length": 64, "eval_every": 0, "max_steps": 2}}
 
-    def __init__(self, how: str = "ties", density: float = 0.8, weights: tuple = (1.0, 1.0),
+    def __init__(self, how: Literal[COMBINATION_TYPES] = "ties", density: Annotated[float, Field(gt=0, le=1)] = 0.8,
+                 weights: Annotated[Sequence[Finite], Field(min_length=2, max_length=2)] = (1.0, 1.0),
                  over_params: dict | None = None, under_params: dict | None = None, common_params: dict | None = None,
-                 merge_seed: int = 0, evaluate_parents: bool = True):
+                 merge_seed: Seed = 0, evaluate_parents: bool = True):
         self.how = how
         self.density = density
         self.weights = tuple(weights)
@@ -55,6 +59,8 @@ class ZJUKLABMerge(UnlearningMethod):
         self.merge_seed = merge_seed
         self.evaluate_parents = evaluate_parents
         self.merge_settings().validate(2, "lora")
+        for which in ("over", "under"):  # the parents' parameters are checked now, before any work
+            self.parent_params(which)
 
     def merge_settings(self) -> MergeSettings:
         return MergeSettings(how=self.how, density=self.density, weights=self.weights, seed=self.merge_seed)

@@ -114,18 +114,25 @@ def method_class(name: str):
 
 
 def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names: Sequence[str] = ()) -> dict[str, Any]:
-    """Defaults, then the preset (if any layer or the defaults name one), then each layer in order."""
+    """Defaults, then the preset (if any layer or the defaults name one), then each layer in order;
+    every value checked against the method's declared type and range (:mod:`harness.core.params`),
+    a refusal naming where the value came from."""
+    from harness.core.params import validate_params
+
     cls = method_class(method) if isinstance(method, str) else method
     name = method if isinstance(method, str) else getattr(cls, "name", cls.__name__)
     defaults = cls.defaults()
     explicit: dict[str, Any] = {}
+    sources = {key: f"method {name!r} default" for key in defaults}
+    explicit_sources: dict[str, str] = {}
     for i, layer in enumerate(layers):
+        source = source_names[i] if i < len(source_names) and source_names[i] else "parameters"
         unknown = sorted(set(layer) - set(defaults))
         if unknown:
-            where = f" (from {source_names[i]})" if i < len(source_names) and source_names[i] else ""
-            raise ConfigError(f"unknown hyperparameter(s) {unknown} for method {name!r}{where}; valid: "
+            raise ConfigError(f"unknown hyperparameter(s) {unknown} for method {name!r} (from {source}); valid: "
                               f"{', '.join(sorted(defaults))}")
         explicit.update(layer)
+        explicit_sources.update({key: source for key in layer})
     params = dict(defaults)
     preset = explicit.get("preset", defaults.get("preset"))
     if preset is not None:
@@ -133,7 +140,10 @@ def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names:
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r} for method {name!r}; valid: {sorted(presets) or '(none)'}")
         params.update(presets[preset])
+        sources.update({key: f"preset {preset!r} of method {name!r}" for key in presets[preset]})
     params.update(explicit)
+    sources.update(explicit_sources)
+    validate_params(cls, params, sources)
     return params
 
 
