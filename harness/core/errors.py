@@ -82,5 +82,22 @@ class ManifestError(UnlearnbenchError, ValueError):
         super().__init__(f"{folder}: {reason}")
 
 
-__all__ = ["BackendUnavailable", "ManifestError", "RunFolderError", "ConfigError", "DataError", "RecordError", "RegistryError", "TargetError",
+class ModelError(UnlearnbenchError, ValueError):
+    """A model that cannot be used as given: non-finite weights or outputs (names the model and where)."""
+
+
+class DiskFullError(UnlearnbenchError, OSError):
+    """No space left on the device a file was being written to (nothing half-written is left)."""
+
+    def __init__(self, message: str, filename: str | None = None):
+        import errno
+
+        super().__init__(errno.ENOSPC, message, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+__all__ = ["BackendUnavailable", "DiskFullError", "ManifestError", "ModelError", "RunFolderError", "ConfigError", "DataError", "RecordError", "RegistryError", "TargetError",
            "UnlearnbenchError", "UserError", "WorldError"]

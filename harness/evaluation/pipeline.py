@@ -26,6 +26,7 @@ from harness.core.cache import EvalCache, cache_key
 from harness.core.records import (MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo, RunConfig, now,
                                   provenance, write_config, write_result)
 from harness.core.types import Benchmark
+from harness.evaluation.checks import FiniteOutputs, check_requests
 from harness.tasks import as_task
 from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
 
@@ -272,7 +273,11 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
 
     evaluation = _Evaluation(model, tokenizer, task, settings, backend)
     model_info = evaluation.identify(run.model_info)
-    responses = evaluation.responses(task.requests())
+    # Before any model work: every text must fit the model's context (named by record id), and the
+    # model's first outputs must be finite (a NaN model is named at once, not blamed on the data).
+    check_requests(model, tokenizer, task, settings.max_new_tokens)
+    with FiniteOutputs(model, f"the model {model_info.id}", during="evaluation"):
+        responses = evaluation.responses(task.requests())
     mcq_accuracy, mcq_info = evaluation.multiple_choice()
     with _Timer(evaluation.timings, "scoring"):
         scores = task.score(responses, mcq_accuracy, settings.mode)

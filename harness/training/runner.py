@@ -34,6 +34,7 @@ from harness.core.records import (CONFIG_FILE, RESULT_FILE, TRAIN_LOG_FILE, Eval
                                   write_config)
 from harness.core.registry import METHODS
 from harness.core.types import UnlearnContext
+from harness.evaluation.checks import FiniteOutputs, check_requests
 
 log = logging.getLogger("unlearnbench.runner")
 
@@ -375,8 +376,11 @@ class _UnlearningRun:
                                         trust_remote_code=opts.trust_remote_code)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if opts.evaluate:  # a record the evaluation cannot take must fail now, not after training
+            check_requests(net, tokenizer, self.task, opts.eval_settings.max_new_tokens)
         started = time.perf_counter()
-        net = self.method_obj.unlearn(net, tokenizer, self.task.data, self._context(started))
+        with FiniteOutputs(net, f"the model {config.base_model}", during="training"):
+            net = self.method_obj.unlearn(net, tokenizer, self.task.data, self._context(started))
         seconds = time.perf_counter() - started
         log.info("unlearning took %.1f s", seconds)
         if self.main:

@@ -279,7 +279,25 @@ def load_mcq(root: str | Path) -> MCQSet:
             raise DataError(f"no MCQ files found (neither test/<subject>_test.csv nor <subject>/test-*.parquet); "
                             f"{LAYOUT_HELP}", root)
         layout, data = found
-    data = {s: splits for s, splits in data.items() if splits.get("test")}
+    for subject, splits in sorted(data.items()):
+        check_subject_name(subject, root)
+        if not splits.get("test"):
+            # Dropping the subject would score a smaller set while the record says it is the whole one.
+            where = root / "test" / f"{subject}_test.csv" if layout == "csv" else root / subject
+            raise DataError(f"subject {subject!r} has no test questions (its test split is empty or missing); "
+                            "every subject of an MCQ set needs test questions -- fill it or remove the subject's "
+                            "files", where)
     if not data:
         raise DataError(f"no subject has a non-empty test split; {LAYOUT_HELP}", root)
     return MCQSet(root=root.resolve(), layout=layout, data=data)
+
+
+#: A subject is a plain name: it becomes an lm-eval task name and part of a prompt template, so it
+#: must not carry template syntax (``{{ … }}``, ``{% … %}``) or anything else a template engine reads.
+SUBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_ .\-]*$")
+
+
+def check_subject_name(subject: str, root: Path) -> None:
+    if not isinstance(subject, str) or not SUBJECT_NAME.match(subject):
+        raise DataError(f"subject name {subject!r} (from a file or folder name or the 'subject' column) is not a "
+                        "plain name; expected letters, digits, '_', '-', '.' and spaces, as MMLU's subjects", root)
