@@ -105,7 +105,7 @@ class ZJUKLABMerge(UnlearningMethod):
             merged = merge_lora_adapters(model, [str(d) for d in adapter_dirs], self.merge_settings())
             if ctx.log_event:
                 ctx.log_event({"event": "merge", "how": self.how, "density": self.density,
-                               "weights": list(self.weights), "parents": [str(d.parent) for d in adapter_dirs]})
+                               "weights": list(self.weights), "parents": [f"parents/{d.parent.name}" for d in adapter_dirs]})
             out = merged.merge_and_unload()
             out.eval()
             return out
@@ -121,6 +121,8 @@ class ZJUKLABMerge(UnlearningMethod):
         extra = ctx.extra or {}
         base_model = extra.get("model_path")
         label = f"zjuklab:{which}"
+        # ctx.out_dir is the run's staging folder; the record names the folder it becomes.
+        named = Path(extra.get("final_out_dir") or ctx.out_dir) / "parents" / which
         config = {"command": "zjuklab_merge", "method": "npo_gdr_klr", "params": params, "model": base_model,
                   "base_model": base_model, "data": extra.get("data_path"), "mia": extra.get("mia_path"),
                   "seed": params.get("seed"), "label": label, "finetune": "lora", "model_dir": "model",
@@ -135,9 +137,9 @@ class ZJUKLABMerge(UnlearningMethod):
         config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
         model.eval()
         evaluate_model(model, tokenizer, data, eval_settings, run,
-                       model_info=model_info(model, id=str(run / "model"), base_model=base_model),
+                       model_info=model_info(model, id=str(named / "model"), base_model=base_model),
                        method_info=MethodInfo(name="npo_gdr_klr", params=params), label=label, config=config,
-                       seed=params.get("seed"))
+                       seed=params.get("seed"), run_id=named.name)
 
 
 def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext:

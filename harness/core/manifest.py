@@ -209,6 +209,36 @@ def model_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
+def folder_input(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """A data folder's fingerprint for a manifest: its path, file count and one hash over its files."""
+    if path is None:
+        return None
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        return {"path": str(path), "sha256": None, "note": "not a local path; content not hashed"}
+    if p.is_file():
+        return {"path": str(p.resolve()), "sha256": file_sha256(p)[0]}
+    fp = tree_fingerprint(p)
+    return {"path": str(p.resolve()), "sha256": fp["sha256"], "files": len(fp["files"])}
+
+
+def benchmark_input(task: Any) -> dict[str, Any]:
+    """A loaded benchmark's fingerprint: its registered name and the content hash of its records."""
+    data = getattr(task, "data", None)
+    return {"name": getattr(task, "name", None), "sha256": getattr(task, "content_hash", None),
+            "path": getattr(data, "path", None)}
+
+
+def run_input(path: str | os.PathLike) -> dict[str, Any]:
+    """A parent run's fingerprint: the hash of its manifest (which hashes everything in it)."""
+    p = Path(os.fspath(path))
+    try:
+        digest = manifest_sha256(p)
+    except OSError:
+        digest = None
+    return {"path": str(p.resolve()), "sha256": digest}
+
+
 def canonical_hash(obj: Any) -> str:
     """sha256 of ``obj`` as canonical JSON (sorted keys, no whitespace)."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -250,7 +280,7 @@ def code_version() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # building, reading, verifying
 def build_manifest(folder: str | os.PathLike, *, command: str, inputs: Mapping[str, Any],
-                   settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   settings: Mapping[str, Any] | None = None, settings_sha256: str | None = None) -> dict[str, Any]:
     """The manifest of the run in ``folder`` (every file in it described; manifest.json excluded).
 
     ``inputs`` are already-computed fingerprints (:func:`model_fingerprint`, a benchmark's content
@@ -264,7 +294,7 @@ def build_manifest(folder: str | os.PathLike, *, command: str, inputs: Mapping[s
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "code": code_version(),
         "inputs": dict(inputs),
-        "settings_sha256": canonical_hash(dict(settings or {})),
+        "settings_sha256": settings_sha256 or canonical_hash(dict(settings or {})),
         "files": files,
     }
 
@@ -383,6 +413,6 @@ def _short(value: Any) -> str:
     return "none" if value is None else str(value)[:12]
 
 
-__all__ = ["MANIFEST_FILE", "ManifestError", "build_manifest", "write_manifest", "read_manifest", "verify",
+__all__ = ["MANIFEST_FILE", "ManifestError", "folder_input", "benchmark_input", "run_input", "build_manifest", "write_manifest", "read_manifest", "verify",
            "compare_inputs", "model_fingerprint", "tree_fingerprint", "file_sha256", "jsonl_rows", "code_version",
            "canonical_hash", "manifest_sha256", "RUN_FILES", "RUN_FOLDERS"]

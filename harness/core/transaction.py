@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from .errors import RunFolderError
+from .errors import DiskFullError, RunFolderError
 
 log = logging.getLogger("unlearnbench.transaction")
 
@@ -94,14 +94,14 @@ def check_output_path(out: str | os.PathLike, inputs: Mapping[str, str | os.Path
     return real
 
 
-def looks_like_run(folder: Path) -> bool:
+def looks_like_run(folder: Path, markers: Sequence[str] = RUN_MARKERS) -> bool:
     """True for an empty folder or one holding a run's marker files (safe to replace with a new run)."""
     try:
         names = [p.name for p in folder.iterdir()]
     except FileNotFoundError:
         return True
-    real = [n for n in names if not LEFTOVER.match(n)]
-    return not real or any(m in real for m in RUN_MARKERS)
+    real = [n for n in names if not LEFTOVER.match(n) and not n.startswith(".")]
+    return not real or any(m in real for m in markers)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,30 +244,50 @@ def swap_into_place(staged: Path, final: Path, token: str | None = None) -> None
 # ------------------------------------------------------------------------------------------------
 # the transaction
 class RunTransaction:
-    """Write a run folder completely or not at all.
+    """Write a run folder completely or not at all -- the one context manager every command that
+    writes a run folder wraps its writes in:
 
-        with RunTransaction(out, inputs={"model": model_path, "benchmark": data}) as tx:
-            write files into tx.path ...
-            tx.commit(write_manifest=lambda folder: ...)   # or leave the block normally
+        with RunTransaction(out, command="evaluate", inputs={"model": model_dir, "benchmark": data}) as tx:
+            ... write every file into tx.path (never into out) ...
+            tx.record_input("model", model_fingerprint(model_dir))   # what the numbers depend on
+            tx.settings = config                                      # hashed into the manifest
+        # here: manifest.json written last, everything fsynced, tx.path swapped in as ``out``
+
+    ``inputs`` are checked against ``out`` before anything is created (:func:`check_output_path`).
+    With ``command`` set, the commit writes ``manifest.json`` (:mod:`harness.core.manifest`) from the
+    recorded input fingerprints, the settings and every file in the folder. Records written into the
+    folder must name it by ``tx.final`` (its name: ``tx.final.name``), never by ``tx.path``.
 
     ``base``: an existing run to update (``score --write``): the staging folder starts as a copy of
     it made of hard links (no data copied; files are only ever replaced, never edited in place), so
     the update also lands all at once. ``token`` names the staging folder (``<pid>-<stamp>`` by
-    default); processes of one data-parallel run agree on one token so they share the folder.
-    ``main``: only the main process creates, commits or removes the staging folder.
+    default); the processes of one data-parallel run agree on one token so they share the folder.
+    ``main``: only the main process creates, commits or removes the staging folder. ``markers``:
+    files that make an existing folder replaceable (a run's by default; ``world.json`` for a world).
+    A full disk anywhere in the block becomes a :class:`~harness.core.errors.DiskFullError`
+    naming the device and the file, and nothing is left behind.
     """
 
-    def __init__(self, final: str | os.PathLike, *, inputs: Mapping[str, object] | None = None,
-                 base: str | os.PathLike | None = None, token: str | None = None, main: bool = True,
-                 option: str = "--out"):
+    def __init__(self, final: str | os.PathLike, *, command: str | None = None,
+                 inputs: Mapping[str, object] | None = None, base: str | os.PathLike | None = None,
+                 token: str | None = None, main: bool = True, option: str = "--out",
+                 markers: Sequence[str] = RUN_MARKERS):
         self.given = Path(os.fspath(final))
         self.final = check_output_path(final, inputs or {}, option=option)
+        self.command = command
         self.base = Path(os.fspath(base)) if base is not None else None
-        self.token = token or f"{os.getpid()}-{_stamp()}"
+        self.token = token or new_token()
         self.main = main
         self.option = option
+        self.markers = tuple(markers)
         self.path = self.final.parent / f".{self.final.name}.partial-{self.token}"
         self.committed = False
+        self.fingerprints: dict[str, object] = {}
+        """Input name -> fingerprint (``manifest.model_fingerprint``, a benchmark content hash, …)."""
+        self.settings: Mapping[str, object] | None = None
+        """What decides the run's numbers (hashed into the manifest's ``settings_sha256``)."""
+        self.settings_sha256: str | None = None
+        """Set instead of ``settings`` to keep a recorded hash (an update of an existing run)."""
         self._finalizers: list = []
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -275,19 +295,26 @@ class RunTransaction:
         if self.main:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             recover(self.final)
-            if self.final.is_dir() and not looks_like_run(self.final):
+            if self.final.is_dir() and not looks_like_run(self.final, self.markers):
                 raise RunFolderError(
                     f"{self.option} {self.given} is an existing folder that is not a run folder (no "
-                    f"{', '.join(RUN_MARKERS)}); refusing to replace it -- choose a new folder")
-            if self.base is not None:
-                clone_tree(self.base, self.path)
-            else:
-                self.path.mkdir()
+                    f"{', '.join(self.markers)}); refusing to replace it -- choose a new folder")
+            try:
+                if self.base is not None:
+                    clone_tree(self.base, self.path)
+                else:  # exist_ok: another process of a data-parallel run may have made it first
+                    self.path.mkdir(exist_ok=True)
+            except BaseException as exc:
+                self.abort()
+                raise self._translated(exc) from exc
         return self
 
+    def record_input(self, name: str, fingerprint: object) -> None:
+        """Record what input ``name`` was, by content, for the manifest."""
+        self.fingerprints[name] = fingerprint
+
     def on_commit(self, fn) -> None:
-        """Call ``fn(staging_path)`` just before the folder is made durable and swapped in (e.g. to
-        write the manifest, which must come last)."""
+        """Call ``fn(staging_path)`` just before the manifest is written and the folder swapped in."""
         self._finalizers.append(fn)
 
     def commit(self) -> Path:
@@ -296,6 +323,12 @@ class RunTransaction:
         if self.main:
             for fn in self._finalizers:
                 fn(self.path)
+            if self.command is not None:
+                from .manifest import build_manifest, write_manifest
+
+                manifest = build_manifest(self.path, command=self.command, inputs=self.fingerprints,
+                                          settings=self.settings, settings_sha256=self.settings_sha256)
+                write_manifest(self.path, manifest)
             fsync_tree(self.path)
             swap_into_place(self.path, self.final, self.token)
         self.committed = True
@@ -305,16 +338,40 @@ class RunTransaction:
         if self.main and not self.committed:
             shutil.rmtree(self.path, ignore_errors=True)
 
+    def _translated(self, exc: BaseException) -> BaseException:
+        """A full disk named (device, file, and that nothing was left); other errors unchanged."""
+        from .fileio import device_of, is_disk_full
+
+        if not isinstance(exc, DiskFullError) and not is_disk_full(exc, self.final.parent):
+            return exc
+        filename = getattr(exc, "filename", None)
+        target = filename or self.final
+        if filename and str(filename).startswith(str(self.path)):
+            target = self.final / Path(filename).relative_to(self.path)  # the name the user knows
+        return DiskFullError(f"no space left on {device_of(self.final.parent)} while writing {target}; nothing "
+                             f"was written to {self.given}", filename=str(target))
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
             try:
                 self.commit()
-            except BaseException:
+            except BaseException as error:
                 self.abort()
+                translated = self._translated(error)
+                if translated is not error:
+                    raise translated from error
                 raise
-        else:
-            self.abort()
+            return False
+        self.abort()
+        translated = self._translated(exc)
+        if translated is not exc:
+            raise translated from exc
         return False
+
+
+def new_token() -> str:
+    """A staging folder's token: ``<pid>-<nanoseconds>`` (the pid lets leftovers of dead writers be found)."""
+    return f"{os.getpid()}-{_stamp()}"
 
 
 def clone_tree(src: Path, dst: Path) -> None:
@@ -329,5 +386,5 @@ def clone_tree(src: Path, dst: Path) -> None:
                     ignore=lambda folder, names: [n for n in names if LEFTOVER.match(n)])
 
 
-__all__ = ["RunTransaction", "RunFolderError", "check_output_path", "recover", "leftovers", "looks_like_run",
+__all__ = ["RunTransaction", "RunFolderError", "new_token", "check_output_path", "recover", "leftovers", "looks_like_run",
            "swap_into_place", "clone_tree", "fsync_tree", "LEFTOVER", "RUN_MARKERS"]

@@ -188,3 +188,17 @@ def test_a_full_disk_is_named_with_device_and_file(tmp_path, monkeypatch):
     text = str(err.value)
     assert text.startswith("no space left on ") and f"while writing {tmp_path / 'result.json'}" in text
     assert not list(tmp_path.iterdir())  # no half-written file, no temporary
+
+
+def test_a_full_disk_inside_a_transaction_leaves_nothing(tmp_path, monkeypatch):
+    from harness.core import fileio
+    from harness.core.transaction import RunTransaction
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match=r"while writing .*run/samples.jsonl; nothing was written to"):
+        with RunTransaction(tmp_path / "run") as tx:
+            monkeypatch.setattr(fileio.os, "fsync", no_space)
+            fileio.write_jsonl(tx.path / "samples.jsonl", [{"a": 1}])
+    assert not list(tmp_path.iterdir())

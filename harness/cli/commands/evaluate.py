@@ -159,34 +159,41 @@ def summary_lines(result) -> list[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from harness.tasks import load_task
-    from harness.evaluation.pipeline import evaluate_model
+    from harness.backends.distributed import is_main_process, shared_token
     from harness.backends.loading import load_model, model_info
     from harness.core.records import MethodInfo, RunConfig
-
-    from harness.backends.distributed import is_main_process
+    from harness.core.transaction import RunTransaction
+    from harness.evaluation.pipeline import evaluate_model
+    from harness.evaluation.runfolder import eval_identity, output_inputs, record_inputs
+    from harness.tasks import load_task
 
     rc = maybe_relaunch(args)
     if rc is not None:
         return rc
     settings = settings_from_args(args)
+    # --out is checked before anything is loaded: not a file, not an input, not inside or around one.
+    tx = RunTransaction(args.out, command="evaluate", token=shared_token(), main=is_main_process(),
+                        inputs=output_inputs(model=args.model, data=args.data, mia=args.mia, settings=settings))
     task = load_task(args.data, name=args.benchmark, mia=args.mia)
     try:
         model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
                                 trust_remote_code=args.trust_remote_code)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    out = Path(args.out)
     config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
                        label=args.label, benchmark=task.name, device=args.device, dtype=args.dtype,
                        eval=settings.to_dict())
-    result = evaluate_model(model, tok, task, settings, out, model_info=model_info(model, id=str(args.model)),
-                            method_info=MethodInfo(name="none"), label=args.label, config=config,
-                            backend=settings.make_backend(model, tok, model_path=args.model))
+    with tx:  # everything lands in a staging folder, swapped in as --out only when complete
+        result = evaluate_model(model, tok, task, settings, tx.path, model_info=model_info(model, id=str(args.model)),
+                                method_info=MethodInfo(name="none"), label=args.label, config=config,
+                                run_id=tx.final.name,
+                                backend=settings.make_backend(model, tok, model_path=args.model))
+        record_inputs(tx, model=args.model, task=task, settings=settings)
+        tx.settings = {"benchmark": task.name, "dtype": args.dtype, "eval": eval_identity(settings)}
     if is_main_process():
         for line in summary_lines(result):
             print(line)
-        print(f"wrote {out / 'result.json'}")
+        print(f"wrote {Path(args.out) / 'result.json'}")
     return 0
 
 
