@@ -123,7 +123,7 @@ class MetricSpec:
     def value_problem(self, value: float) -> str | None:
         """Why ``value`` cannot be this metric's value (not finite, or outside the range), or None."""
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"{value!r} is not a finite number"
+            return f"{value!r} is not a finite number (its declared range: {self.range_text})"
         if not self.low <= value <= self.high:
             return f"{value!r} is outside its declared range {self.range_text}"
         return None

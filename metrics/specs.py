@@ -74,5 +74,5 @@ def value_problem(name: str, value: float) -> str | None:
     if spec is not None:
         return spec.value_problem(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return f"{value!r} is not a finite number"
+        return f"{value!r} is not a finite number (an undeclared metric may be any finite number)"
     return None

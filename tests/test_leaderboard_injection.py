@@ -177,6 +177,17 @@ def test_markdown_has_no_raw_html_links_or_images(corpus, tmp_path):
         assert any("=cmd|' /C calc'!A0" == row[1].text_content() for row in rows)
 
 
+def test_the_html_template_is_filled_in_one_pass():
+    """No template engine: a value that looks like a slot (or template syntax) stays text."""
+    from leaderboards.render import fill_template
+
+    page = fill_template("<title><!--title--></title><!--body-->",
+                         {"<!--title-->": "<!--body--> {{ 7*7 }} $body", "<!--body-->": "B"})
+    assert page == "<title><!--body--> {{ 7*7 }} $body</title>B"
+    with pytest.raises(ValueError, match="slots"):
+        fill_template("<!--title-->", {"<!--title-->": "x", "<!--body-->": "y"})
+
+
 def test_markdown_escaping_keeps_ordinary_text_readable():
     from leaderboards.text import md_text
 
