@@ -124,6 +124,26 @@ def _weighted_auc(member: np.ndarray, nonmember: np.ndarray, cm: np.ndarray, cn:
     return (wm * (below + 0.5 * wn)).sum(axis=1) / (cm.sum(axis=1) * cn.sum(axis=1))
 
 
+def mia_aucs(mia_rows: Sequence[dict]) -> dict[str, Optional[float]]:
+    """Every attack's MIA AUC (under its ``result.json`` name) from ``mia.jsonl`` rows: the
+    Mann–Whitney statistic of :func:`_weighted_auc` with unit weights, equal to scikit-learn's ROC AUC
+    to float precision (tested) without importing scikit-learn (seconds, on a loaded machine, for a
+    board that only checks records). None where an attack's fields or a set are missing."""
+    from metrics.mia import attack_scores
+    from metrics.semeval import MIA_METRIC_NAMES
+
+    out: dict[str, Optional[float]] = {}
+    for attack, name in MIA_METRIC_NAMES.items():
+        split = attack_scores(mia_rows, attack)
+        if split is None or not split[0] or not split[1]:
+            out[name] = None
+            continue
+        members, nonmembers = np.asarray(split[0], dtype=np.float64), np.asarray(split[1], dtype=np.float64)
+        out[name] = float(_weighted_auc(members, nonmembers, np.ones((1, len(members))),
+                                        np.ones((1, len(nonmembers))))[0])
+    return out
+
+
 def _harmonic_mean(terms: np.ndarray) -> np.ndarray:
     """Row-wise harmonic mean; 0 where a term is 0 (``statistics.harmonic_mean``'s convention)."""
     with np.errstate(divide="ignore"):

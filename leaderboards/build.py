@@ -284,6 +284,7 @@ def build_board(records: Sequence[LoadedRecord], board: Board, *, rank_parents: 
     entry_of_run = {_run_key(r): e for e in entries for r in e.runs}  # before copies are collapsed
     notes: list[str] = list(lineage.notes)
     refused: list[tuple[str, str]] = []
+    # Whose parent each entry is, from all its runs: collapsing copies below may drop the run that links.
     children: dict[int, list[Path]] = {id(e): [c for r in e.runs for c in lineage.children(r)] for e in entries}
     for entry in entries:
         entry_notes, entry_refused = one_run_per_seed(entry, board.score, roots)

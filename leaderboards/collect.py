@@ -19,7 +19,7 @@ file and one line of reason (``Collection.skipped``), never half-read, never sil
    - ``samples.jsonl`` / ``mia.jsonl``, when present, are readable, have the row counts the record's
      benchmark counts say, and give back the record's metrics when recomputed
      (:func:`metrics.compute_metrics` from the rows' stored scores, or from the generations re-scored
-     in the record's ``settings["mode"]``). A folder that mixes files of two runs (an interrupted
+     in the record's ``settings["mode"]``; MIA AUCs by :func:`leaderboards.bootstrap.mia_aucs`). A folder that mixes files of two runs (an interrupted
      rerun) is refused: its numbers, and a bootstrap interval drawn from the other run's rows, would
      be wrong. The verified rows are kept (:class:`PerSample`) and are what the bootstrap resamples.
 """
@@ -281,10 +281,24 @@ def _digest(rows: list[dict[str, Any]], mia: Optional[list[dict[str, Any]]]) -> 
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
+def _recompute(scored: list[dict[str, Any]], mia_metrics: Optional[dict[str, Optional[float]]],
+               mcq: dict[str, Optional[float]]) -> dict[str, Optional[float]]:
+    """The record's metrics from its scored rows (:func:`metrics.compute_metrics`) and MIA AUCs."""
+    from metrics import compute_metrics, final_score, mia_score
+
+    metrics = compute_metrics(scored, None, rescore=False, **mcq)
+    if mia_metrics is not None:
+        metrics.update(mia_metrics)
+        metrics["mia_score"] = mia_score(metrics["mia_auc"]) if metrics["mia_auc"] is not None else None
+        for name, accuracy in (("final_score", "mmlu"), ("final_score_utility", "utility")):
+            metrics[name] = final_score(metrics["task_aggregate"], metrics[accuracy], metrics["mia_score"])
+    return metrics
+
+
 def per_sample_problem(run_dir: Path, result: EvalResult) -> tuple[Optional[PerSample], Optional[str]]:
     """Read the run's per-sample files and check them against its record (see the module docstring)."""
     from harness.data import DataError
-    from metrics import MODES, compute_metrics, read_mia_rows, read_samples, score_rows, trusted_rows
+    from metrics import MODES, read_mia_rows, read_samples, score_rows, trusted_rows
 
     samples_path = _run_file(run_dir, result, SAMPLES_FILE)
     mia_path = _run_file(run_dir, result, MIA_FILE)
@@ -307,12 +321,17 @@ def per_sample_problem(run_dir: Path, result: EvalResult) -> tuple[Optional[PerS
         problem = _row_counts(scored, mia, result.benchmark.counts)
         if problem is not None:
             return None, problem
-        wrong = _mismatches(compute_metrics(scored, mia, rescore=False, **mcq), result.metrics, mia is not None)
+        mia_metrics = None
+        if mia is not None:
+            from .bootstrap import mia_aucs
+
+            mia_metrics = mia_aucs(mia)
+        wrong = _mismatches(_recompute(scored, mia_metrics, mcq), result.metrics, mia is not None)
         if wrong and any(r.get("generation") is not None for r in rows):
             # The record may have been re-scored (``unlearnbench score --write``) in its mode while the
             # rows keep the scores they were written with: the generations decide.
             rescored = score_rows(rows, mode=mode)
-            if not _mismatches(compute_metrics(rescored, mia, rescore=False, **mcq), result.metrics, mia is not None):
+            if not _mismatches(_recompute(rescored, mia_metrics, mcq), result.metrics, mia is not None):
                 scored, wrong = rescored, []
     except (DataError, ValueError) as exc:
         return None, f"its per-sample files cannot be scored: {exc}"

@@ -121,6 +121,22 @@ def test_weighted_auc_matches_sklearn_on_the_expanded_resample():
         assert got[b] == pytest.approx(expected, abs=1e-12)
 
 
+def test_mia_aucs_equal_the_metrics_packages_sklearn_aucs():
+    """The record check recomputes MIA AUCs with numpy (no scikit-learn import); they equal the
+    metrics package's (sklearn's roc_curve + auc) to float precision, ties included."""
+    from leaderboards.bootstrap import mia_aucs
+    from metrics import attack_aucs
+    from metrics.semeval import MIA_METRIC_NAMES
+
+    for shift, seed in ((0.0, 1), (0.3, 2), (-0.8, 3)):
+        rows = make_mia(shift, seed=seed, n=40)  # losses rounded to 0.1: many ties
+        expected = attack_aucs(rows)
+        got = mia_aucs(rows)
+        for attack, name in MIA_METRIC_NAMES.items():
+            assert got[name] == pytest.approx(expected[attack], abs=1e-12), (attack, shift)
+    assert mia_aucs([r for r in make_mia(0.1, 4) if r["set"] == "member"])["mia_auc"] is None
+
+
 def _build(folder: Path, replicates: int = 300, seed: int = 0):
     import leaderboards
 
