@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from .board import Board, Column
+from .board import Board
 from .collect import LoadedRecord
 from .lineage import Lineage, find_lineage
 

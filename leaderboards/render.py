@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .board import Column
-from .build import Entry, Leaderboard, display_path
+from .build import Entry, Leaderboard
 from .text import csv_cell, html_text, latex_text, md_code, md_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-STATUS_TEXT = {"ranked": "ranked", "unranked": "listed, not ranked", "excluded": "excluded", "parent": "parent"}
 PARENTS_HEADING = "Parents (listed, not ranked)"
 PARENTS_TEXT = ("Runs that are parents of other runs on this board (a ZJUKLAB system's over- and under-forgetting "
                 "models, the inputs of a merge): shown beside the system they belong to, not ranked as entries "
@@ -248,10 +247,6 @@ def _html_table(lb: Leaderboard, entries: Sequence[Entry], section: str) -> str:
             + "".join(ths) + "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>")
 
 
-#: The slots of ``templates/board.html`` (HTML comments, filled by plain concatenation).
-SLOTS = ("<!--csp-->", "<!--title-->", "<!--body-->")
-
-
 def fill_template(template: str, values: dict[str, str]) -> str:
     """Put ``values`` into the template's slots in one pass: the template is split at its slots and
     the pieces joined with the values, so nothing inserted is ever scanned for a slot or markup."""
@@ -352,6 +347,3 @@ def to_latex(lb: Leaderboard) -> str:
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
-
-def skipped_for_display(skipped, roots: Sequence[Path]) -> list[tuple[str, str]]:
-    return [(display_path(s.path, roots), s.reason) for s in skipped]
