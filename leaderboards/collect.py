@@ -184,11 +184,17 @@ def run_folder_problem(path: Path, result: EvalResult) -> tuple[Optional[PerSamp
 
 
 def manifest_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
-    """Where the run manifest (content hashes of a run's inputs and of the files it wrote; issue 14.1)
-    is verified: a folder whose files do not match their recorded hashes will be refused here with the
-    first file that differs. Run folders carry no manifest yet, so there is nothing to verify, and the
-    checks below (config, per-sample files) are what this function's caller relies on until then."""
-    return None
+    """The run manifest (content hashes of a run's inputs and of the files it wrote; issue 14.1),
+    verified for the files a board reads: a folder whose files do not match their recorded hashes
+    (an interrupted rerun, a tampered record, a file copied in from another run) is refused with the
+    first file that differs. Runs made before manifests have none: the checks below (config,
+    per-sample files) are what is left for them."""
+    from harness.core.manifest import MANIFEST_FILE, verify
+
+    if not (run_dir / MANIFEST_FILE).is_file():
+        return None
+    problem = verify(run_dir, only=(RESULT_FILE, CONFIG_FILE, SAMPLES_FILE, MIA_FILE))
+    return None if problem is None else f"its files do not belong together ({MANIFEST_FILE}): {problem}"
 
 
 def _canonical(value: Any) -> str:
@@ -255,6 +261,27 @@ def _row_counts(rows: list[dict[str, Any]], mia: Optional[list[dict[str, Any]]],
         return None
     listing = ", ".join(f"{k}: {got.get(k, 0)} rows, the record says {expected.get(k, 0)}" for k in wrong[:3])
     return f"its per-sample files have other row counts than its record ({listing}{' …' if len(wrong) > 3 else ''})"
+
+
+def row_count_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
+    """Whether the run's per-sample files hold the rows its record counts (a partial or truncated
+    file), without recomputing any metric: what ``unlearnbench score --write`` checks on a run that
+    has no manifest before it replaces the record's metrics."""
+    from harness.core.errors import DataError
+    from metrics import read_mia_rows, read_samples
+
+    samples_path = _run_file(run_dir, result, SAMPLES_FILE)
+    mia_path = _run_file(run_dir, result, MIA_FILE)
+    try:
+        rows = read_samples(samples_path)
+        mia = read_mia_rows(mia_path) if mia_path.is_file() else None
+    except DataError as exc:
+        return f"its per-sample files cannot be read: {exc}"
+    from harness.core.types import kind_from_id
+
+    keyed = [{"split": r.get("split"), "task": r.get("task"), "kind": r.get("kind") or kind_from_id(str(r.get("id")))}
+             for r in rows]
+    return _row_counts(keyed, mia, result.benchmark.counts)
 
 
 def _mismatches(recomputed: dict[str, Optional[float]], recorded: dict[str, Optional[float]],

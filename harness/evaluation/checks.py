@@ -156,4 +156,45 @@ class FiniteOutputs:
                          "The model is broken (a diverged fine-tune?); nothing was computed from it")
 
 
-__all__ = ["check_context", "check_requests", "model_context", "FiniteOutputs", "nonfinite_weights"]
+
+
+# ------------------------------------------------------------------------------------------------
+def metric_problems(metrics: dict[str, Any]) -> list[str]:
+    """``name = value: why`` for every metric that is not finite or lies outside its declared range
+    (:func:`metrics.specs.value_problem`); ``None`` (a metric that could not be computed) passes."""
+    from metrics.specs import value_problem
+
+    out = []
+    for name, value in metrics.items():
+        if value is None:
+            continue
+        why = value_problem(name, value)
+        if why is not None:
+            out.append(f"{name} = {value!r}: {why}")
+    return out
+
+
+def check_metrics(metrics: dict[str, Any], where: Any) -> None:
+    """Refuse to write a result whose metrics are not finite or out of range (a wrong number must
+    never reach a board): :class:`RecordError` naming the first bad metric."""
+    from harness.core.errors import RecordError
+
+    problems = metric_problems(metrics)
+    if problems:
+        raise RecordError(where, f"refusing to write a result with an invalid metric: {problems[0]}"
+                                 f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}")
+
+
+def check_weights(model: Any, name: str) -> None:
+    """Refuse a model whose weights hold NaN or infinite values before any work (a diverged fine-tune,
+    a corrupted file): :class:`ModelError` naming the model and the first such weights."""
+    if not hasattr(model, "named_parameters"):
+        return
+    bad = nonfinite_weights(model)
+    if bad:
+        raise ModelError(f"{name} holds non-finite weights: {'; '.join(bad)}. The model is broken (a diverged "
+                         "fine-tune, a damaged file?); nothing was computed from it")
+
+
+__all__ = ["check_context", "check_requests", "check_weights", "model_context", "FiniteOutputs", "nonfinite_weights",
+           "metric_problems", "check_metrics"]

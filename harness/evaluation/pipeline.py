@@ -26,7 +26,7 @@ from harness.core.cache import EvalCache, cache_key
 from harness.core.records import (MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo, RunConfig, now,
                                   provenance, write_config, write_result)
 from harness.core.types import Benchmark
-from harness.evaluation.checks import FiniteOutputs, check_requests
+from harness.evaluation.checks import FiniteOutputs, check_metrics, check_requests, check_weights
 from harness.tasks import as_task
 from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
 
@@ -276,6 +276,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
     # Before any model work: every text must fit the model's context (named by record id), and the
     # model's first outputs must be finite (a NaN model is named at once, not blamed on the data).
     check_requests(model, tokenizer, task, settings.max_new_tokens)
+    check_weights(model, f"the model {model_info.id}")
     with FiniteOutputs(model, f"the model {model_info.id}", during="evaluation"):
         responses = evaluation.responses(task.requests())
     mcq_accuracy, mcq_info = evaluation.multiple_choice()
@@ -305,6 +306,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         provenance=provenance(device=evaluation.identity["device"], dtype=evaluation.identity["dtype"], seed=run.seed),
     )
     if out is not None and main:
+        check_metrics(result.metrics, out / "result.json")  # a non-finite or out-of-range number is never written
         write_result(out, result)
     return result
 

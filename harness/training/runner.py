@@ -33,7 +33,7 @@ from harness.core.records import (CONFIG_FILE, RESULT_FILE, TRAIN_LOG_FILE, Eval
                                   write_config)
 from harness.core.registry import METHODS
 from harness.core.types import UnlearnContext
-from harness.evaluation.checks import FiniteOutputs, check_requests
+from harness.evaluation.checks import FiniteOutputs, check_requests, check_weights
 
 log = logging.getLogger("unlearnbench.runner")
 
@@ -420,6 +420,7 @@ class _UnlearningRun:
         if opts.evaluate:  # a record the evaluation cannot take must fail now, not after training
             check_requests(net, tokenizer, self.task, opts.eval_settings.max_new_tokens)
         started = time.perf_counter()
+        check_weights(net, f"the model {config.base_model}")
         with FiniteOutputs(net, f"the model {config.base_model}", during="training"):
             net = self.method_obj.unlearn(net, tokenizer, self.task.data, self._context(started))
         seconds = time.perf_counter() - started

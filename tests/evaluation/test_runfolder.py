@@ -142,3 +142,76 @@ def test_merge_writes_a_manifest_and_refuses_out_equal_to_a_parent(tmp_path, tin
     assert proc.returncode == 0, proc.stderr
     assert verify(tmp_path / "m") is None and read_manifest(tmp_path / "m")["command"] == "merge"
     _no_staging_names(tmp_path / "m")
+
+
+# -- consumers verify the manifest ----------------------------------------------------------------
+@pytest.fixture
+def evaluated(tmp_path, tiny_model_dir, mini_benchmark):
+    out = tmp_path / "ev"
+    proc = _evaluate(tiny_model_dir, mini_benchmark, out)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_score_write_updates_the_record_and_keeps_the_manifest_true(evaluated):
+    before = json.loads((evaluated / "result.json").read_text())
+    proc = _cli("-q", "score", evaluated, "--mmlu", "0.5", "--write")
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads((evaluated / "result.json").read_text())
+    assert after["metrics"]["mmlu"] == 0.5 and after["metrics"]["task_aggregate"] == before["metrics"]["task_aggregate"]
+    assert verify(evaluated) is None and read_manifest(evaluated)["command"] == "evaluate"
+    assert not [p for p in evaluated.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "mia-deleted"])
+def test_score_write_refuses_files_that_are_not_the_runs_own(evaluated, damage):
+    samples, mia = evaluated / "samples.jsonl", evaluated / "mia.jsonl"
+    if damage == "empty":
+        samples.write_text("")
+    elif damage == "truncated":
+        samples.write_text("".join(samples.read_text().splitlines(keepends=True)[:5]))
+    else:
+        mia.unlink()
+    record = (evaluated / "result.json").read_bytes()
+    proc = _cli("-q", "score", evaluated, "--write")
+    assert proc.returncode == 2 and "do not belong together" in proc.stderr
+    assert ("mia.jsonl" if damage == "mia-deleted" else "samples.jsonl") in proc.stderr
+    assert (evaluated / "result.json").read_bytes() == record
+
+
+def test_score_write_never_replaces_a_number_by_null_in_a_run_without_manifest(evaluated):
+    (evaluated / "manifest.json").unlink()
+    (evaluated / "mia.jsonl").unlink()
+    record = (evaluated / "result.json").read_bytes()
+    proc = _cli("-q", "score", evaluated, "--write")
+    assert proc.returncode == 2 and "by null" in proc.stderr and "mia_" in proc.stderr
+    assert (evaluated / "result.json").read_bytes() == record
+
+
+def test_the_leaderboard_refuses_a_run_whose_record_was_edited(evaluated):
+    from harness.core.records import read_result
+    from leaderboards.collect import manifest_problem
+
+    assert manifest_problem(evaluated, read_result(evaluated)) is None
+    text = (evaluated / "result.json").read_text()
+    data = json.loads(text)
+    data["label"] = "BETTER"
+    (evaluated / "result.json").write_text(json.dumps(data))
+    problem = manifest_problem(evaluated, read_result(evaluated))
+    assert problem is not None and "result.json" in problem and "do not belong together" in problem
+
+
+def test_zjuklab_parent_records_name_the_final_folder(tmp_path, tiny_model_dir, mini_benchmark):
+    """The parents are trained and evaluated inside the run's staging folder; their records (and the
+    merge's) must name the folder the run becomes."""
+    from baselines.zjuklab import ZJUKLABMerge
+
+    sets = [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in ZJUKLABMerge.conformance_params.items()]
+    out = tmp_path / "zj"
+    proc = _cli("unlearn", "--method", "zjuklab_merge", "--model", tiny_model_dir, "--data", mini_benchmark,
+                "--out", out, *FAST_EVAL, "--set", *sets)
+    assert proc.returncode == 0, proc.stderr
+    assert verify(out) is None
+    _no_staging_names(out)
+    over = json.loads((out / "parents" / "over" / "result.json").read_text())
+    assert over["run_id"] == "over" and over["model"]["id"] == str(out.resolve() / "parents" / "over" / "model")
