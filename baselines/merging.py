@@ -26,6 +26,8 @@ DARE drops parameters at random: merges are seeded (``seed``) so they are reprod
 
 from __future__ import annotations
 
+import math
+
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -72,6 +74,11 @@ class MergeSettings:
         weights = tuple(float(w) for w in (self.weights or (1.0,) * n_parents))
         if len(weights) != n_parents:
             raise MergeError(f"got {len(weights)} weights for {n_parents} runs; give one weight per run")
+        if not all(math.isfinite(w) for w in weights):
+            raise MergeError(f"weights must be finite numbers, got {list(weights)}")
+        if self.svd_rank is not None and (isinstance(self.svd_rank, bool) or not isinstance(self.svd_rank, int)
+                                          or self.svd_rank < 1):
+            raise MergeError(f"svd_rank must be an integer >= 1 (or unset for the default), got {self.svd_rank!r}")
         if self.how in DENSITY_TYPES and not (0.0 < self.density <= 1.0):
             raise MergeError(f"density must be in (0, 1], got {self.density}")
         if self.majority_sign_method not in ("total", "frequency"):

@@ -14,6 +14,7 @@ the trainable parameters are whatever the loop's ``finetune`` mode makes trainab
 
 from __future__ import annotations
 
+from harness.core.errors import ConfigError
 from harness.core.params import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from harness.core.registry import register_method
 
@@ -44,10 +45,10 @@ class RMU(LossMethod):
         n_layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None)
         if self.layer is None:
             if not n_layers:
-                raise ValueError("rmu: cannot tell the model's number of layers; set layer=")
+                raise ConfigError("rmu: cannot tell the model's number of layers; set layer=")
             return max(1, n_layers // 2)
         if n_layers and not 0 <= self.layer <= n_layers:
-            raise ValueError(f"rmu: layer must be in [0, {n_layers}] for this model, got {self.layer}")
+            raise ConfigError(f"rmu: layer = {self.layer} is not allowed for this model; expected an integer in [0, {n_layers}]")
         return self.layer
 
     def reference_needs(self):

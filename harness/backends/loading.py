@@ -110,6 +110,12 @@ def load_model(path_or_name: str | Path, dtype: str = "float32", device: str = "
                                                      trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise FileNotFoundError(f"cannot load model {src!r}: {exc}") from exc
+    except Exception as exc:  # a truncated or corrupt weights file (safetensors' own error type)
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        from harness.core.errors import ModelError
+
+        raise ModelError(f"cannot load model {src!r}: a weights file is damaged or truncated ({exc})") from exc
     tok = _load_tokenizer(src if not path.exists() else str(path), trust_remote_code)
     model.to(device)
     model.eval()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import typing
 from dataclasses import dataclass
@@ -128,6 +129,12 @@ def _show(value: Any) -> str:
     """The value as the user wrote it (TOML/JSON spelling for booleans and null)."""
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (list, dict)):  # as written in --set or TOML: [1,2]
+        try:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=True)
+        except (TypeError, ValueError):
+            text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
     text = repr(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

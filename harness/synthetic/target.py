@@ -37,6 +37,7 @@ from typing import Any
 
 from harness.core import fileio
 from harness.core.errors import DataError, TargetError
+from harness.core.manifest import file_sha256
 from harness.core.transaction import RunTransaction
 from harness.tasks.lume.data import load_benchmark
 from harness.tasks.mcq.mmlu import CONTINUATION_DESCRIPTION, CONTINUATION_DOC_TO_TEXT, FEWSHOT_DELIMITER, TARGET_DELIMITER, MCQSpec
@@ -354,7 +355,7 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
     key = cache_key(world, config, seed)
     info = read_target_info(out)
     if info and info.get("cache_key") == key and (out / WEIGHTS_FILE).is_file() and \
-            (not gates or (out / REPORT_FILE).is_file()):
+            (not gates or (out / REPORT_FILE).is_file()) and _weights_match(out, info):
         log.info("target model in %s is up to date (cache key %s…); not retraining", out, key[:12])
         return out
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and info is None)):
@@ -424,8 +425,22 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
                       "measured_with": "harness.evaluation.pipeline.evaluate_model (semeval2025 mode) + "
                                        "harness.tasks.mcq.mmlu.run_mcq (utility, lm-eval 5-shot, cloze format)"}
             fileio.write_json(tx.path / REPORT_FILE, report)
+        target_info["weights_sha256"] = file_sha256(tx.path / WEIGHTS_FILE)[0]  # reuse checks the content
         fileio.write_json(tx.path / TARGET_FILE, target_info)  # last: its presence marks a complete folder
     return out
+
+
+def _weights_match(out: Path, info: dict) -> bool:
+    """The saved weights are the ones this folder's training wrote (not replaced since); folders made
+    before the hash was recorded are taken as they are."""
+    recorded = info.get("weights_sha256")
+    if recorded is None:
+        return True
+    if file_sha256(out / WEIGHTS_FILE)[0] == recorded:
+        return True
+    log.warning("%s: %s is not the file this target's training wrote (content changed); training again", out,
+                WEIGHTS_FILE)
+    return False
 
 
 def read_report(model_dir: str | Path) -> dict | None:

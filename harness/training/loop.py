@@ -73,6 +73,21 @@ PADDING_SIDES = typing.get_args(PaddingSide)
 SCHEDULERS = typing.get_args(Scheduler)
 
 
+def _check_lora_targets(model, targets) -> None:
+    """A listed LoRA target must name a module of the model (peft matches the last dotted parts);
+    otherwise one line listing the model's linear layers, before any training."""
+    if not isinstance(targets, (list, tuple)):
+        return  # "all-linear" or a regular expression: peft decides
+    import torch
+
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise TrainingError(f"lora_target_modules {missing} name no module of this model; expected names among its "
+                            f"linear layers: {', '.join(linear)}")
+
+
 @dataclass
 class TrainSettings:
     """Hyperparameters of the shared loop (every gradient-based method accepts all of them)."""
@@ -328,6 +343,7 @@ class _TrainingRun:
                                     "start from the base model")
             torch.manual_seed(self.seed)  # LoRA A matrices are drawn here
             targets = s.lora_target_modules
+            _check_lora_targets(model, targets)
             model = get_peft_model(model, LoraConfig(
                 task_type="CAUSAL_LM", r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
                 target_modules=list(targets) if isinstance(targets, (list, tuple)) else targets, bias="none"))

@@ -83,7 +83,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
-    text = path.read_text(encoding="utf-8")
+    from harness.core.errors import DataError
+    from harness.core.fileio import text_lines
+
+    try:
+        text = "".join(line for _, line in text_lines(path))  # a bad byte is named with its line
+    except DataError as exc:
+        raise ConfigError(str(exc)) from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

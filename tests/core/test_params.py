@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("npo", "learning_rate=true", "learning_rate = true is not allowed"),
     ("npo", "beta=0", "beta = 0 is not allowed; expected a finite number > 0"),
     ("npo", "beta=-0.1", "beta = -0.1 is not allowed"),
-    ("npo", "beta=[1,2]", "beta = [1, 2] is not allowed"),
+    ("npo", "beta=[1,2]", "beta = [1,2] is not allowed"),
     ("npo", "lora_r=0", "lora_r = 0 is not allowed; expected an integer >= 1"),
     ("npo", "lora_r=2.5", "lora_r = 2.5 is not allowed; expected an integer >= 1"),
     ("npo", "lora_alpha=-8", "lora_alpha = -8 is not allowed"),

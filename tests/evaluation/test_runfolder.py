@@ -215,3 +215,44 @@ def test_zjuklab_parent_records_name_the_final_folder(tmp_path, tiny_model_dir, 
     _no_staging_names(out)
     over = json.loads((out / "parents" / "over" / "result.json").read_text())
     assert over["run_id"] == "over" and over["model"]["id"] == str(out.resolve() / "parents" / "over" / "model")
+
+
+# -- ordinary mistakes found by the audit: one line each ---------------------------------------------
+def test_unknown_lora_target_modules_are_named_before_training(tmp_path, tiny_model_dir, mini_benchmark):
+    proc = _cli("unlearn", "--method", "grad_ascent", "--model", tiny_model_dir, "--data", mini_benchmark,
+                "--out", tmp_path / "o", "--no-eval", *CHEAP, 'lora_target_modules=["nonexistent_proj"]')
+    assert proc.returncode == 2
+    assert "lora_target_modules ['nonexistent_proj'] name no module of this model" in proc.stderr
+    assert "q_proj" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_rmu_layer_beyond_the_model_is_one_line(tmp_path, tiny_model_dir, mini_benchmark):
+    proc = _cli("unlearn", "--method", "rmu", "--model", tiny_model_dir, "--data", mini_benchmark,
+                "--out", tmp_path / "o", "--no-eval", *CHEAP, "layer=99")
+    assert proc.returncode == 2 and "rmu: layer = 99 is not allowed for this model" in proc.stderr
+
+
+def test_merge_settings_refuse_rank_zero_and_non_finite_weights():
+    from baselines.merging import MergeError, MergeSettings
+
+    with pytest.raises(MergeError, match="svd_rank must be an integer >= 1"):
+        MergeSettings(how="svd", svd_rank=0).validate(2, "lora")
+    with pytest.raises(MergeError, match="weights must be finite"):
+        MergeSettings(how="ties", weights=(float("nan"), 1.0)).validate(2, "lora")
+
+
+def test_a_run_config_with_a_bad_byte_names_its_line(tmp_path):
+    from harness.core.errors import ConfigError
+    from harness.training.runner import read_config_file
+
+    path = tmp_path / "npo.toml"
+    path.write_bytes(b'method = "npo"\nlabel = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"line 2.*not valid UTF-8"):
+        read_config_file(path)
+
+
+def test_a_truncated_weights_file_is_one_line(tmp_path, tiny_model_dir, mini_benchmark):
+    weights = tiny_model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    proc = _evaluate(tiny_model_dir, mini_benchmark, tmp_path / "o")
+    assert proc.returncode == 2 and "a weights file is damaged or truncated" in proc.stderr

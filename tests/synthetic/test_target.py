@@ -139,6 +139,13 @@ def test_training_is_deterministic_and_cached(small_world, trained, tmp_path):
     assert train_target(small_world, trained, config=TINY, progress=False) == trained
     assert ((trained / WEIGHTS_FILE).stat().st_mtime_ns, (trained / TARGET_FILE).stat().st_mtime_ns) == stamp
 
+    # Weights replaced since training (same cache key): trained again, not reused.
+    (again / WEIGHTS_FILE).write_bytes((again / WEIGHTS_FILE).read_bytes()[:-8] + bytes(8))
+    assert train_target(small_world, again, config=TINY, progress=False, gates=False) == again
+    wc = load_file(again / WEIGHTS_FILE)
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    assert sorted(p.name for p in again.parent.iterdir() if p.name.startswith(".")) == []
+
     # A different seed, recipe or world content is a different cache key.
     assert cache_key(small_world, TINY, 1) != info["cache_key"]
     assert cache_key(small_world, dataclasses.replace(TINY, epochs=3), 0) != info["cache_key"]

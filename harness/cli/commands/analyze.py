@@ -25,7 +25,8 @@ def _merge_sweep(args: argparse.Namespace, variants: list[tuple[str, object]]) -
         config = run / "config.json"
         if (run / RESULT_FILE).is_file() and config.is_file():
             old = json.loads(config.read_text())
-            if old.get("params") == merge_params(settings) and old.get("parents") == [str(Path(p).resolve()) for p in args.parents]:
+            if old.get("params") == merge_params(settings) and \
+                    old.get("parents") == [str(Path(p).resolve()) for p in args.parents] and _same_parents(run, args.parents):
                 print(f"  {name}: already merged and evaluated, reused")
                 runs.append(run)
                 continue
@@ -34,6 +35,17 @@ def _merge_sweep(args: argparse.Namespace, variants: list[tuple[str, object]]) -
                    dtype=args.dtype, device=args.device, progress=not args.no_progress)
         runs.append(run)
     return runs
+
+
+def _same_parents(run: Path, parents) -> bool:
+    """A merged run is reused only when its manifest verifies and records the parents as they are now
+    (by content: a parent retrained in place makes the merge again)."""
+    from harness.core.manifest import MANIFEST_FILE, read_manifest, run_input, verify
+
+    if not (run / MANIFEST_FILE).is_file() or verify(run) is not None:
+        return False
+    recorded = [p.get("sha256") for p in (read_manifest(run).get("inputs", {}).get("parents") or [])]
+    return recorded == [run_input(p)["sha256"] for p in parents]
 
 
 def _write_table(df, out: Path, stem: str) -> Path:
@@ -70,7 +82,11 @@ def _density(args: argparse.Namespace) -> int:
 
     from harness.evaluation.analysis import density_table, plot_density
 
-    densities = [float(d) for d in args.densities.split(",")]
+    try:
+        densities = [float(d) for d in args.densities.split(",")]
+    except ValueError:
+        raise UserError(f"--densities {args.densities!r}: expected a comma list of numbers in (0, 1], "
+                        "e.g. 0.2,0.4,0.6") from None
     variants = [(f"{args.how}-d{d:g}", MergeSettings(how=args.how, density=d, seed=args.seed,
                                                      weights=tuple(args.weights) if args.weights else None))
                 for d in densities]

@@ -59,6 +59,12 @@ def _schema(args: argparse.Namespace) -> int:
 
     schema = result_json_schema()
     if args.out:
+        from pathlib import Path
+
+        from harness.core.errors import UserError
+
+        if Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a folder; expected a file name for the schema (e.g. {args.out}/result.schema.json)")
         fileio.write_json(args.out, schema)
     else:
         json.dump(schema, sys.stdout, indent=2)
