@@ -111,8 +111,13 @@ header = "MIA score"
 """
 
 
-def build(root: Path, mode: str = "fork") -> Fixtures:
-    """Build every shared input under ``root`` (rebuilt from scratch each audit run)."""
+#: Fixtures only some cases use (the fault-injection test of the default suite skips them).
+OPTIONAL = ("full_run", "world")
+
+
+def build(root: Path, mode: str = "fork", skip: tuple[str, ...] = ()) -> Fixtures:
+    """Build every shared input under ``root`` (rebuilt from scratch each audit run), except those of
+    :data:`OPTIONAL` named in ``skip``."""
     root.mkdir(parents=True, exist_ok=True)
     log = root / "build.log"
     cf = conftest()
@@ -135,10 +140,12 @@ def build(root: Path, mode: str = "fork") -> Fixtures:
         "--label", "A", *FAST_EVAL, *FAST_TRAIN)
     cli("lora_b", "unlearn", "--method", "grad_diff", "--model", model, "--data", bench, "--out", root / "lora_b",
         "--label", "B", *FAST_EVAL, *FAST_TRAIN)
-    cli("full_run", "unlearn", "--method", "grad_ascent", "--model", model, "--data", bench, "--out",
-        root / "full_run", "--label", "FULL", "--no-eval", "--no-progress", "--set", "epochs=1", "max_steps=1",
-        "eval_every=0", "finetune=full")
+    if "full_run" not in skip:
+        cli("full_run", "unlearn", "--method", "grad_ascent", "--model", model, "--data", bench, "--out",
+            root / "full_run", "--label", "FULL", "--no-eval", "--no-progress", "--set", "epochs=1", "max_steps=1",
+            "eval_every=0", "finetune=full")
     cli("merge_run", "merge", root / "lora_a", root / "lora_b", "--how", "ties", "--out", root / "merge_run",
         "--label", "OLD", *FAST_EVAL)
-    cli("world", "world", "--out", root / "world", "--seed", "3")
+    if "world" not in skip:
+        cli("world", "world", "--out", root / "world", "--seed", "3")
     return Fixtures(root)
