@@ -115,7 +115,9 @@ def load_model(path_or_name: str | Path, dtype: str = "float32", device: str = "
             raise
         from harness.core.errors import ModelError
 
-        raise ModelError(f"cannot load model {src!r}: a weights file is damaged or truncated ({exc})") from exc
+        files = sorted(p.name for p in path.glob("*.safetensors")) if path.is_dir() else []
+        raise ModelError(f"cannot load model {src!r}: its safetensors weights ({', '.join(files) or 'a weights file'}) "
+                         f"are damaged or truncated ({exc})") from exc
     tok = _load_tokenizer(src if not path.exists() else str(path), trust_remote_code)
     model.to(device)
     model.eval()

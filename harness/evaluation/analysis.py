@@ -68,6 +68,22 @@ def density_table(run_dirs: Iterable[str | Path]):
     return df[df["density"].notna()].sort_values("density", kind="stable").reset_index(drop=True)
 
 
+def _plain_text(plot):
+    """Run a plot function with mathtext off: labels and titles are user text (run labels, method
+    names), drawn as written -- ``$\\foo{$`` must neither be parsed nor break the figure."""
+    import functools
+
+    @functools.wraps(plot)
+    def wrapper(*args, **kwargs):
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return wrapper
+
+
+@_plain_text
 def plot_merge_table(df, out_png: str | Path, title: str = "Merging techniques") -> Path:
     import matplotlib
 
@@ -89,6 +105,7 @@ def plot_merge_table(df, out_png: str | Path, title: str = "Merging techniques")
     return _save_fig(fig, out_png)
 
 
+@_plain_text
 def plot_density(df, out_png: str | Path, title: str) -> Path:
     import matplotlib
 
@@ -163,6 +180,7 @@ def training_curves(run_dir: str | Path):
     return ev, pd.DataFrame(losses)
 
 
+@_plain_text
 def plot_training_curves(evals, losses, out_png: str | Path, title: str) -> Path:
     import matplotlib
 
@@ -239,6 +257,7 @@ def change_angles(start: dict, mid: dict, end: dict):
     return pd.DataFrame(rows)
 
 
+@_plain_text
 def plot_angles(df, out_png: str | Path, title: str) -> Path:
     import matplotlib
 

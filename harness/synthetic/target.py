@@ -431,11 +431,12 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
 
 
 def _weights_match(out: Path, info: dict) -> bool:
-    """The saved weights are the ones this folder's training wrote (not replaced since); folders made
-    before the hash was recorded are taken as they are."""
+    """The saved weights are the ones this folder's training wrote (not replaced since). A folder that
+    records no hash (made before it was recorded) cannot be checked, so it is trained again."""
     recorded = info.get("weights_sha256")
     if recorded is None:
-        return True
+        log.info("%s: target.json records no weights_sha256 (an older target); training again", out)
+        return False
     if file_sha256(out / WEIGHTS_FILE)[0] == recorded:
         return True
     log.warning("%s: %s is not the file this target's training wrote (content changed); training again", out,

@@ -39,6 +39,7 @@ seeded data order via accelerate's seedable sampler, seeded retain pairing, seed
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -84,7 +85,7 @@ def _check_lora_targets(model, targets) -> None:
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise TrainingError(f"lora_target_modules {missing} name no module of this model; expected names among its "
+        raise TrainingError(f"lora_target_modules {json.dumps(missing)} name no module of this model; expected names among its "
                             f"linear layers: {', '.join(linear)}")
 
 

@@ -202,3 +202,13 @@ def test_a_full_disk_inside_a_transaction_leaves_nothing(tmp_path, monkeypatch):
             monkeypatch.setattr(fileio.os, "fsync", no_space)
             fileio.write_jsonl(tx.path / "samples.jsonl", [{"a": 1}])
     assert not list(tmp_path.iterdir())
+
+
+def test_plot_text_is_never_parsed_as_mathtext(tmp_path):
+    import pandas as pd
+
+    from harness.evaluation.analysis import plot_density
+
+    df = pd.DataFrame({"density": [0.2, 0.8], "task_aggregate": [0.1, 0.2], "label": ["$\\foo{$", "b"]})
+    png = plot_density(df, tmp_path / "d.png", "$\\foo{$ sweep")
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -36,6 +36,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("give at least one RESULTS_DIR (folders searched recursively for result.json)")
     if args.out is None:
         raise UserError("--out DIR is required (where the leaderboard files are written)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is an existing file; expected a folder for the leaderboard files")
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap must be >= 0 (0 disables), got {args.bootstrap}")
     from leaderboards.text import visible

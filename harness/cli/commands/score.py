@@ -47,7 +47,6 @@ def _score(args: argparse.Namespace) -> int:
     result = read_result(result_path) if result_path.is_file() else None
     if args.write and result is None:
         raise UserError(f"{result_path}: no such file; --write updates an existing result record")
-    _check_belongs(run_dir, result, write=args.write)
 
     # Evaluation records its scoring mode as settings["mode"] (EvalSettings.mode).
     mode = args.mode or (result.settings.get("mode") if result else None) or "semeval2025"
@@ -60,6 +59,8 @@ def _score(args: argparse.Namespace) -> int:
     samples = task.read_samples(samples_path)
     mia_path = run_dir / MIA_FILE
     mia_rows = task.read_documents(mia_path) if mia_path.is_file() else None
+    # After reading (a malformed file is named with its line), before scoring: files of another run?
+    _check_belongs(run_dir, result, write=args.write)
     try:
         metrics = task.rescore(samples, mia_rows, {"mmlu": mmlu, "utility": utility}, mode, progress=not args.quiet)
     except ValueError as exc:  # DataError included: name the file the rows came from
