@@ -157,13 +157,15 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
                    out_dir: str | Path | None = None, model_info: ModelInfo | None = None,
                    method_info: MethodInfo | None = None, label: str | None = None, parents: Iterable[str] = (),
                    extra_timings: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
-                   run_id: str | None = None, seed: int | None = None) -> EvalResult:
+                   run_id: str | None = None, seed: int | None = None,
+                   flags: Mapping[str, Any] | None = None) -> EvalResult:
     """Evaluate an in-memory model on ``benchmark`` and (when ``out_dir`` is given) write the run folder.
 
     Phases: greedy generation for every forget/retain record; answer loss per record; MIA statistics
     per member/non-member document (when the benchmark has MIA sets); MMLU and utility MCQ accuracy
     (when their specs are set); scoring with :func:`metrics.semeval.compute_metrics`. ``config`` is
-    written as ``config.json`` when given. Returns the result record (also written as ``result.json``).
+    written as ``config.json`` when given; ``flags`` go into the record's ``flags`` (e.g. the unlearning
+    runner's no-op check). Returns the result record (also written as ``result.json``).
     """
     from metrics.semeval import compute_metrics, score_rows
 
@@ -302,6 +304,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark, settings: EvalSetting
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
         parents=[str(p) for p in parents],
+        flags=dict(flags or {}),
         timings={k: round(v, 4) for k, v in timings.items()},
         files=files,
         provenance=provenance(device=identity["device"], dtype=identity["dtype"], seed=seed),

@@ -14,6 +14,11 @@ A run folder (see :mod:`harness.records`) gets ``config.json``, ``train_log.json
 ``snapshots/`` and ``checkpoints/``, and after evaluation ``result.json``, ``samples.jsonl``,
 ``mia.jsonl``. A finished run with the same settings is skipped (HELM style); a finished run with
 different settings is refused unless ``force``.
+
+Every run is checked for doing nothing: the mean forget answer loss on a fixed sample of forget
+records is measured before and after unlearning, and a run that moved it by less than the no-op
+threshold (``NO_OP_RELATIVE``) is warned about in its log and flagged in its result record
+(``flags.no_op_suspected``, with both losses).
 """
 
 from __future__ import annotations
@@ -39,6 +44,14 @@ MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
 _IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "seed", "dtype", "eval")
+#: The no-op check: a run whose mean forget answer loss (over a fixed sample of NO_OP_SAMPLE forget
+#: records) moved by less than max(NO_OP_RELATIVE x its starting value, NO_OP_ABSOLUTE) nats is
+#: flagged ``flags.no_op_suspected`` and warned about. Measured on the embedded target (start 0.0316):
+#: RMU with the WMDP retain weight moved it by 0.0003 (1 %, nothing else changed either); the weakest
+#: run that did change scores in the demo sweeps moved it by 0.009 (29 %).
+NO_OP_RELATIVE = 0.05
+NO_OP_ABSOLUTE = 1e-3
+NO_OP_SAMPLE = 64
 
 
 class ConfigError(UserError):
@@ -119,6 +132,8 @@ def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names:
     defaults = cls.defaults()
     explicit: dict[str, Any] = {}
     for i, layer in enumerate(layers):
+        if layer.get("preset") is not None and "preset" not in defaults:
+            raise ConfigError(f"method {name!r} has no presets (it takes no 'preset' parameter)")
         unknown = sorted(set(layer) - set(defaults))
         if unknown:
             where = f" (from {source_names[i]})" if i < len(source_names) and source_names[i] else ""
@@ -184,6 +199,26 @@ def _attach_log(run_dir: Path) -> logging.Handler:
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
     return handler
+
+
+def forget_answer_loss(model, tokenizer, records) -> float | None:
+    """Mean answer loss (nats per token) of ``records``, the quantity the no-op check compares."""
+    import math
+
+    from . import engine
+
+    losses = engine.answer_losses(model, tokenizer, [r.input for r in records], [r.output for r in records],
+                                  progress=False)
+    losses = [x for x in losses if x is not None]
+    value = sum(losses) / len(losses) if losses else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def no_op_flags(before: float | None, after: float | None) -> dict[str, Any]:
+    """``{"no_op_suspected": …, "forget_answer_loss_before": …, "forget_answer_loss_after": …}``."""
+    suspected = (before is not None and after is not None
+                 and abs(after - before) < max(NO_OP_RELATIVE * abs(before), NO_OP_ABSOLUTE))
+    return {"no_op_suspected": suspected, "forget_answer_loss_before": before, "forget_answer_loss_after": after}
 
 
 def _resolve_model_path(model: str | Path) -> str:
@@ -269,6 +304,11 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
             net, tokenizer = load_model(base_model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        from .training import pick_eval_sample
+
+        probe = pick_eval_sample(bench.forget, NO_OP_SAMPLE, seed)  # for the no-op check
+        net.eval()
+        loss_before = forget_answer_loss(net, tokenizer, probe)
         started = time.perf_counter()
         train_log = run_dir / TRAIN_LOG_FILE
 
@@ -296,6 +336,12 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
             net = net.merge_and_unload()
         net.eval()
         config["unlearn_seconds"] = round(seconds, 3)
+        flags = no_op_flags(loss_before, forget_answer_loss(net, tokenizer, probe))
+        if flags["no_op_suspected"]:
+            log.warning("%s: the forget answer loss barely moved (%.4f -> %.4f nats on %d forget records): the "
+                        "method probably did nothing with these hyperparameters", run_dir, loss_before,
+                        flags["forget_answer_loss_after"], len(probe))
+        config["flags"] = flags
         result = None
         if evaluate:
             from .evaluate import evaluate_model
@@ -310,7 +356,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
             result = evaluate_model(net, tokenizer, bench, eval_settings, run_dir, model_info=info,
                                     method_info=MethodInfo(name=method, params=resolved), label=label,
                                     parents=list(parents), extra_timings={"unlearn": round(seconds, 3)},
-                                    config=config, seed=seed)
+                                    config=config, seed=seed, flags=flags)
         elif main:
             fileio.write_json(run_dir / CONFIG_FILE, config)
         return RunOutcome(run_dir, resolved, result, seconds, model=net if keep_model else None,
