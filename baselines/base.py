@@ -23,14 +23,14 @@ import inspect
 from typing import Any, Mapping
 
 from harness.training import TrainSettings, TrainStep, train, train_settings_defaults
-from harness.types import Benchmark, UnlearnContext, UnlearningMethod
+from harness.core.types import Benchmark, UnlearnContext, UnlearningMethod
 
 
 class LossMethod(UnlearningMethod):
     """Base of the gradient-based methods: every training-loop setting is a hyperparameter too."""
 
     #: Named parameter sets (``preset="…"``) applied over the defaults and under explicit values by
-    #: :func:`harness.runner.resolve_params` (``unlearnbench unlearn --preset NAME``). Every built-in
+    #: :func:`harness.training.runner.resolve_params` (``unlearnbench unlearn --preset NAME``). Every built-in
     #: method has a ``demo`` preset: the settings ``unlearnbench demo`` runs it with.
     presets: dict[str, dict[str, Any]] = {}
     #: Cheap settings for the conformance suite (tiny model, a few steps).
@@ -41,7 +41,7 @@ class LossMethod(UnlearningMethod):
             raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(self.presets) or '(none)'}")
         self.preset = preset
         """The preset the parameters were resolved with (recorded; its values are applied by
-        :func:`harness.runner.resolve_params`, not here)."""
+        :func:`harness.training.runner.resolve_params`, not here)."""
         valid = train_settings_defaults()
         unknown = sorted(set(training) - set(valid))
         if unknown:

@@ -25,7 +25,7 @@ The ``demo`` preset measures what works there instead (see its comment).
 
 from __future__ import annotations
 
-from harness.registry import register_method
+from harness.core.registry import register_method
 
 from .base import LossMethod
 from .presets import demo_preset

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import fileio
-from harness.registry import register_method
-from harness.types import UnlearnContext, UnlearningMethod
+from harness.core import fileio
+from harness.core.registry import register_method
+from harness.core.types import UnlearnContext, UnlearningMethod
 
 from .merging import MergeSettings, merge_lora_adapters
 from .presets import demo_preset
@@ -74,7 +74,7 @@ class ZJUKLABMerge(UnlearningMethod):
         return MergeSettings(how=self.how, density=self.density, weights=self.weights, seed=self.merge_seed)
 
     def parent_params(self, which: str) -> dict[str, Any]:
-        from harness.runner import jsonable, resolve_params
+        from harness.training.runner import jsonable, resolve_params
 
         preset = dict(PARENTS)[which]
         own = self.over_params if which == "over" else self.under_params
@@ -82,8 +82,8 @@ class ZJUKLABMerge(UnlearningMethod):
                                        source_names=[f"zjuklab_merge {which}_params"]))
 
     def unlearn(self, model, tokenizer, data, ctx: UnlearnContext):
-        from harness.runner import build_method
-        from harness.training import save_model_dir
+        from harness.training.runner import build_method
+        from harness.training.loop import save_model_dir
 
         tmp = None
         if ctx.out_dir is None:
@@ -124,7 +124,7 @@ class ZJUKLABMerge(UnlearningMethod):
     def _record_parent(self, model, tokenizer, data, ctx: UnlearnContext, run: Path, which: str,
                        params: dict[str, Any]) -> None:
         """Write the parent's config.json (mergeable by ``unlearnbench merge``) and evaluate it."""
-        from harness.records import MethodInfo
+        from harness.core.records import MethodInfo, write_config
 
         extra = ctx.extra or {}
         base_model = extra.get("model_path")
@@ -135,17 +135,19 @@ class ZJUKLABMerge(UnlearningMethod):
                   "parents": []}
         eval_settings = extra.get("eval_settings")
         if not (self.evaluate_parents and eval_settings is not None):
-            fileio.write_json(run / "config.json", config)
+            write_config(run, config)
             return
-        from harness.evaluate import evaluate_model
-        from harness.models import model_info
+        from harness.evaluation.pipeline import evaluate_model
+        from harness.backends.loading import model_info
 
         config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
         model.eval()
+        # The backend reads the saved parent when it loads from disk (vLLM), like the runner's.
+        backend = eval_settings.make_backend(model, tokenizer, model_path=run / "model")
         evaluate_model(model, tokenizer, data, eval_settings, run,
                        model_info=model_info(model, id=str(run / "model"), base_model=base_model),
                        method_info=MethodInfo(name="npo_gdr_klr", params=params), label=label, config=config,
-                       seed=params.get("seed"))
+                       seed=params.get("seed"), backend=backend)
 
 
 def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext:
@@ -159,4 +161,4 @@ def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext
             ctx.log_event({**event, "parent": which})
 
     return UnlearnContext(out_dir=run, seed=ctx.seed, device=ctx.device, dtype=ctx.dtype, logger=ctx.logger,
-                          log_event=log_event, progress=ctx.progress, extra=dict(ctx.extra or {}))
+                          log_event=log_event, progress=ctx.progress, extra=dict(ctx.extra or {}), task=ctx.task)

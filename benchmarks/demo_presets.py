@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _variants(name: str, rmu_coeffs: list[float]) -> list[tuple[str, dict]]:
     from baselines.presets import DEMO_LR_GRID
-    from harness.registry import METHODS
+    from harness.core.registry import METHODS
 
     preset = METHODS.get(name).presets["demo"]
     out = []
@@ -45,8 +45,8 @@ def _variants(name: str, rmu_coeffs: list[float]) -> list[tuple[str, dict]]:
 def _run(job: tuple[str, str, dict, str, str, str]) -> dict:
     import torch
 
-    from harness.demo import demo_eval_settings
-    from harness.runner import run_unlearning
+    from harness.synthetic.demo import demo_eval_settings
+    from harness.training.runner import run_unlearning
 
     torch.set_num_threads(1)
     name, tag, params, run, world, target = job
@@ -65,10 +65,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)))
     args = parser.parse_args()
 
-    from harness.demo import builtin_methods, evaluate_target
-    from harness.registry import METHODS
-    from harness.target import train_target
-    from harness.world import generate_world
+    from harness.synthetic.demo import builtin_methods, evaluate_target
+    from harness.core.registry import METHODS
+    from harness.synthetic.target import train_target
+    from harness.synthetic.world import generate_world
 
     import torch
 
