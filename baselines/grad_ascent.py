@@ -14,7 +14,7 @@ class GradAscent(LossMethod):
     """Gradient ascent on the forget answers' token NLL (GA)."""
 
     #: World-board final score per learning rate of the demo recipe (baselines.presets):
-    #: 5e-4: 0.307 (utility 0.92); 1e-3 and up: utility below the floor (0.49, 0.42, 0.42).
+    #: 5e-4: 0.307 (utility 0.92); 1e-3 and up: utility below the floor (0.49, 0.42, 0.42, 0.30).
     presets = {"demo": demo_preset(5e-4)}
 
     def __init__(self, **training):

@@ -29,7 +29,7 @@ class NPO(LossMethod):
     """Negative Preference Optimisation on the forget data (β = 0.1)."""
 
     #: World-board final score per learning rate of the demo recipe (baselines.presets):
-    #: 5e-4: 0.303, 1e-3: 0.344, 2e-3 and 3e-3: utility below the floor (0.34, 0.32).
+    #: 5e-4: 0.303, 1e-3: 0.344, 2e-3 and up: utility below the floor (0.34, 0.32, 0.32).
     presets = {"demo": demo_preset(1e-3)}
 
     def __init__(self, beta: float = 0.1, **training):

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 #: The learning rates every method's demo preset was chosen from.
-DEMO_LR_GRID = (5e-4, 1e-3, 2e-3, 3e-3)
+DEMO_LR_GRID = (5e-4, 1e-3, 2e-3, 3e-3, 5e-3)
 
 #: The training recipe every ``demo`` preset shares (learning rate aside).
 DEMO_TRAINING: dict[str, Any] = {

@@ -36,6 +36,9 @@ DEMO_MAX_NEW_TOKENS = 64
 QUICK_METHODS = ("npo_gdr_klr", "zjuklab_merge")
 #: Runs started first because they take longest (zjuklab_merge trains and evaluates two parents).
 _LONGEST_FIRST = ("zjuklab_merge",)
+#: The story check's findings, written beside the board (see :mod:`harness.synthetic.story`).
+STORY_FILE = "story.json"
+MERGE_METHOD = "zjuklab_merge"
 
 
 @dataclass
@@ -209,11 +212,25 @@ def run_demo(plan: DemoPlan) -> Path:
         print(to_markdown(lb))
         print()
         _say("files: " + ", ".join(str(p) for p in written))
+        if MERGE_METHOD in methods:
+            _tell_story(lb, board_dir)
     timings["leaderboard"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     fileio.write_json(out / "demo_timings.json", {k: round(v, 2) for k, v in timings.items()})
     _say(f"demo finished in {timings['total']:.0f} s; runs in {runs}, leaderboard in {board_dir}")
     return board_dir
+
+
+def _tell_story(lb, board_dir: Path) -> None:
+    """Check what the demo is meant to show (:mod:`harness.synthetic.story`) and say it."""
+    from harness.synthetic.story import check_story, findings_json, story_holds
+
+    findings = check_story(lb)
+    fileio.write_json(board_dir / STORY_FILE, findings_json(findings))
+    _say("story (the ZJUKLAB merge above its parents and every method): "
+         + ("holds" if story_holds(findings) else "DOES NOT HOLD on this run"))
+    for f in findings:
+        _say(f"  {'ok ' if f.holds else 'NO '} {f.claim}: {f.detail}")
 
 
 def _fmt(value) -> str:
