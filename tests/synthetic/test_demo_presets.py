@@ -180,27 +180,33 @@ def test_rmu_demo_preset_unlearns_the_embedded_target_and_wmdps_retain_weight_do
 
 @pytest.mark.slow
 def test_the_demo_shows_the_zjuklab_story(tmp_path):
-    """The full demo (about ten minutes on 2 cores): the merge beats both parents and every method."""
-    from harness.synthetic.demo import DemoPlan, builtin_methods, run_demo
+    """The full demo (about ten minutes on 2 idle cores) and a density sweep of its parents."""
+    from harness.cli import main
     from harness.core.records import read_result
+    from harness.evaluation.analysis import density_optimum
+    from harness.synthetic.demo import DEMO_MAX_NEW_TOKENS, STORY_FILE, DemoPlan, builtin_methods, run_demo
 
-    run_demo(DemoPlan(out=tmp_path / "demo", bootstrap=20))
-    runs = tmp_path / "demo" / "runs"
+    import pandas as pd
+
+    out = tmp_path / "demo"
+    board = run_demo(DemoPlan(out=out, bootstrap=20))
+    story = json.loads((board / STORY_FILE).read_text())
+    assert story["holds"], story["findings"]
+    runs = out / "runs"
     target = read_result(runs / "target").metrics
-    results = {name: read_result(runs / name) for name in builtin_methods()}
-    over = read_result(runs / "zjuklab_merge" / "parents" / "over").metrics
-    under = read_result(runs / "zjuklab_merge" / "parents" / "under").metrics
-    final = {name: r.metrics["final_score_utility"] for name, r in results.items()}
-    floor = 0.75 * target["utility"]
-    merged = final.pop("zjuklab_merge")
-    assert results["zjuklab_merge"].metrics["utility"] >= floor
-    assert merged > max(final.values()) and merged > over["final_score_utility"] and merged > under["final_score_utility"]
-    # the parents are what their names say
+    parents = runs / "zjuklab_merge" / "parents"
+    over, under = read_result(parents / "over").metrics, read_result(parents / "under").metrics
+    # the parents are what their names say, on both sides of the target's utility floor
     assert over["mia_auc"] < 0.5 < under["mia_auc"]
     assert over["answer_loss/forget"] > under["answer_loss/forget"] and over["utility"] < under["utility"]
-    # every method did something, and at most two ranked entries have a task aggregate of 0
-    for name, r in results.items():
-        assert not r.flags.get("no_op_suspected"), name
-        assert r.metrics["answer_loss/forget"] != target["answer_loss/forget"], name
-    ranked = [r for r in results.values() if r.metrics["utility"] >= floor]
-    assert sum(r.metrics["task_aggregate"] == 0 for r in ranked) <= 2
+    for name in builtin_methods():
+        result = read_result(runs / name)
+        assert not result.flags.get("no_op_suspected"), name
+        assert result.metrics["answer_loss/forget"] != target["answer_loss/forget"], name
+    # the density sweep of the paper's Figure 5 peaks inside the sweep
+    assert main(["-q", "analyze", "density", "--parents", str(parents / "over"), str(parents / "under"),
+                 "--how", "ties", "--densities", "0.2,0.4,0.6,0.8,1.0", "--out", str(tmp_path / "density"),
+                 "--utility", str(out / "world" / "utility"), "--max-new-tokens", str(DEMO_MAX_NEW_TOKENS),
+                 "--no-progress"]) == 0
+    sweep = pd.read_csv(tmp_path / "density" / "density_ties.csv")
+    assert density_optimum(sweep)["interior"], sweep.to_string()

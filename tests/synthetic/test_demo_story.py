@@ -89,3 +89,20 @@ def test_more_than_two_zero_task_aggregates_break_the_story(tmp_path):
     assert not found["few_zero_aggregates"].holds and "ga2" in found["few_zero_aggregates"].detail
     found = story(demo_runs(tmp_path / "two", DEMO_SHAPED + zero[:2]))
     assert found["few_zero_aggregates"].holds
+
+
+#: The result records of a full ``unlearnbench demo`` run (every ``result.json`` under its ``runs/``,
+#: parents included, with the per-sample file references dropped: the files are not checked in).
+DEMO_RECORDS = Path(__file__).resolve().parent.parent / "data" / "demo_records"
+
+
+def test_the_story_holds_on_the_recorded_demo_board():
+    """The board built from the demo's own records ranks the merge first, parents apart, and so on."""
+    found = story(DEMO_RECORDS)
+    assert all(f.holds for f in found.values()), {k: f.detail for k, f in found.items() if not f.holds}
+    # and the over-forgetting parent over-forgot: its MIA AUC is below 0.5, the under-forgetting one's above
+    from harness.core.records import read_result
+
+    over = read_result(DEMO_RECORDS / "zjuklab_merge" / "parents" / "over").metrics
+    under = read_result(DEMO_RECORDS / "zjuklab_merge" / "parents" / "under").metrics
+    assert over["mia_auc"] < 0.5 < under["mia_auc"]
