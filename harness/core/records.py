@@ -254,6 +254,8 @@ class RunConfig(BaseModel):
     """The ``unlearnbench run`` config file the run came from."""
     unlearn_seconds: Optional[float] = None
     merge_seconds: Optional[float] = None
+    flags: dict[str, Any] = Field(default_factory=dict)
+    """Findings about the run, e.g. the no-op check (``no_op_suspected`` and the forget answer losses)."""
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

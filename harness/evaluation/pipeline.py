@@ -159,6 +159,8 @@ class RunInfo:
     run_id: str | None = None
     """Default: the run folder's name."""
     seed: int | None = None
+    flags: Mapping[str, Any] | None = None
+    """The record's ``flags`` (e.g. the unlearning runner's no-op check)."""
 
 
 class _Evaluation:
@@ -301,6 +303,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
         parents=[str(p) for p in run.parents],
+        flags=dict(run.flags or {}),
         timings={k: round(v, 4) for k, v in timings.items()},
         files=files,
         provenance=provenance(device=evaluation.identity["device"], dtype=evaluation.identity["dtype"], seed=run.seed),

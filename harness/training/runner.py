@@ -14,6 +14,10 @@ A run folder (see :mod:`harness.core.records`) gets ``config.json``, ``train_log
 ``snapshots/`` and ``checkpoints/``, and after evaluation ``result.json``, ``samples.jsonl``,
 ``mia.jsonl``. A finished run with the same settings is skipped (HELM style); a finished run with
 different settings is refused unless ``force``.
+
+Every run is checked for doing nothing (:mod:`harness.training.noop`): a run whose forget answer
+loss barely moved is warned about in its log and flagged in ``config.json`` and the result record
+(``flags.no_op_suspected``, with both losses).
 """
 
 from __future__ import annotations
@@ -127,6 +131,8 @@ def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names:
     explicit_sources: dict[str, str] = {}
     for i, layer in enumerate(layers):
         source = source_names[i] if i < len(source_names) and source_names[i] else "parameters"
+        if layer.get("preset") is not None and "preset" not in defaults:
+            raise ConfigError(f"method {name!r} has no presets (it takes no 'preset' parameter)")
         unknown = sorted(set(layer) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown hyperparameter(s) {unknown} for method {name!r} (from {source}); valid: "
@@ -408,6 +414,7 @@ class _UnlearningRun:
         from harness.backends.distributed import wait_for_everyone
         from harness.backends.loading import load_model
         from harness.training.loop import save_model_dir
+        from harness.training.noop import NoOpProbe
 
         config, opts = self.config, self.opts
         log.info("run %s: method %s on %s (%s), params %s", self.final, config.method, config.model,
@@ -419,6 +426,8 @@ class _UnlearningRun:
             raise ConfigError(str(exc)) from exc
         if opts.evaluate:  # a record the evaluation cannot take must fail now, not after training
             check_requests(net, tokenizer, self.task, opts.eval_settings.max_new_tokens)
+        probe = NoOpProbe.for_task(self.task, seed=opts.seed)
+        probe.before(net, tokenizer)
         started = time.perf_counter()
         check_weights(net, f"the model {config.base_model}")
         with FiniteOutputs(net, f"the model {config.base_model}", during="training"):
@@ -433,6 +442,7 @@ class _UnlearningRun:
             # ``unlearnbench evaluate --model RUN/model`` loads (same weight hash).
             net = net.merge_and_unload()
         net.eval()
+        self.config.flags = probe.after(net, tokenizer, where=str(self.final))
         return net, tokenizer, seconds
 
     def _evaluate(self, net, tokenizer, seconds: float) -> EvalResult:
@@ -444,7 +454,7 @@ class _UnlearningRun:
         info = RunInfo(model_info=model_info(net, id=str(self.final / MODEL_DIR), base_model=config.base_model),
                        method_info=MethodInfo(name=config.method, params=config.params), label=config.label,
                        parents=list(config.parents), extra_timings={"unlearn": round(seconds, 3)}, config=config,
-                       seed=config.seed, run_id=self.final.name)
+                       seed=config.seed, run_id=self.final.name, flags=config.flags)
         # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
         backend = settings.make_backend(net, tokenizer, model_path=model_dir)
         return evaluate_model(net, tokenizer, self.task, settings, self.run_dir, info, backend=backend)
