@@ -1,14 +1,15 @@
 """Metric families: pure scoring functions over per-sample records, and the SemEval-2025 aggregation.
 
 Nothing here loads a model or imports torch; ``rouge_score``, scikit-learn and scipy are imported on
-first use. Besides SemEval-2025 (LUME): TOFU (:mod:`metrics.tofu`) and MUSE (:mod:`metrics.muse`). Every metric name of ``result.json`` has a declared direction (:data:`METRIC_DIRECTIONS`,
-:func:`metric_spec`), registered in :data:`harness.registry.METRICS` on import.
+first use. Besides SemEval-2025 (LUME): TOFU (:mod:`metrics.tofu`) and MUSE (:mod:`metrics.muse`).
+Every metric name of ``result.json`` has a declared direction (:data:`METRIC_DIRECTIONS`,
+:func:`metric_spec`), registered in :data:`harness.core.registry.METRICS` on import.
 
     from metrics import compute_metrics
     metrics = compute_metrics(samples, mia_rows, mmlu=0.49)   # every result.json metric
 """
 
-from harness.registry import register_metric
+from harness.core.registry import register_metric
 
 from .knowledge import knowledge_exact_match
 from .mia import MIA_ATTACKS, attack_aucs, auc, membership_score, mia_score

@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from harness.data import DataError
+from harness.core.errors import DataError
 
 from .rows import group_by_set, row_checker
 
@@ -441,7 +441,7 @@ def read_tofu_logs(folder: str | Path) -> list[dict[str, Any]]:
 
     The folder holds the four ``eval_*.json`` files TOFU's ``evaluate_util.py`` writes
     (:data:`TOFU_LOG_FILES`), or else their single-file form ``eval_log_aggregated.json``. Every
-    problem is a :class:`~harness.data.DataError` naming the file, the metric and the item.
+    problem is a :class:`~harness.core.errors.DataError` naming the file, the metric and the item.
     """
     folder = Path(folder)
     if not folder.is_dir():

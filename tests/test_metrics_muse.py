@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.data import DataError
+from harness.core.errors import DataError
 from metrics import metric_range, metric_spec
 from metrics.muse import (
     KNOWMEM_FORGET,

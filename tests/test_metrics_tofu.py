@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import DataError
+from harness.core.errors import DataError
 from metrics import metric_range, metric_spec
 from metrics.tofu import (
     FORGET_KS_STATISTIC,
@@ -332,7 +332,7 @@ def test_an_aggregated_log_missing_a_file_key_is_refused(tmp_path):
 
 
 def test_every_tofu_and_muse_metric_is_declared_with_a_direction_and_range():
-    from harness.registry import METRICS
+    from harness.core.registry import METRICS
     from metrics import METRIC_DIRECTIONS, METRIC_RANGES
 
     assert set(METRIC_RANGES) == set(METRIC_DIRECTIONS)
