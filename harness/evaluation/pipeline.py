@@ -195,22 +195,50 @@ class _Evaluation:
         """The backend's answers to the benchmark's requests. Under ``accelerate launch``/torchrun every
         process calls the backend and receives the gathered results in input order."""
         s, backend = self.settings, self.backend
-        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
-        generation_key = {"mode": s.mode, "max_new_tokens": s.max_new_tokens, "engine": s.engine,
-                          "verify_margin": s.verify_margin}
-        generations = self._cached("generation", generation_key, len(requests.prompts),
-                                   lambda: backend.generate(list(requests.prompts), s.max_new_tokens, cleanup))
+        generations = self._generations(requests)
         answer_losses: list[float | None] = [None] * len(requests.answers)
         if s.answer_losses and requests.answers:
             inputs, outputs = [a for a, _ in requests.answers], [b for _, b in requests.answers]
-            answer_losses = self._cached("answer_loss", {}, len(requests.answers),
-                                         lambda: [_finite(x) for x in backend.answer_losses(inputs, outputs)])
+            fmt = requests.answer_format
+            # LUME's convention keeps its historical cache key; another convention is part of the key.
+            loss_key = {} if fmt.is_default else {"answer_format": dataclasses.asdict(fmt)}
+            answer_losses = self._cached("answer_loss", loss_key, len(requests.answers), lambda: [
+                _finite(x) for x in (backend.answer_losses(inputs, outputs) if fmt.is_default
+                                     else backend.answer_losses(inputs, outputs, fmt))])
         documents = None
         if requests.documents:
             documents = self._cached("mia", {"min_k": s.min_k}, len(requests.documents), lambda: [
                 {k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in backend.document_scores(list(requests.documents), k=s.min_k)])
-        return Responses(generations, answer_losses, documents)
+        token_logprobs = None
+        if requests.token_texts:
+            token_logprobs = self._cached("token_logprobs", {}, len(requests.token_texts),
+                                          lambda: backend.token_logprobs(list(requests.token_texts)))
+        truncated = None
+        if requests.truncations:
+            cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+            truncated = [backend.truncate([text], n, cleanup)[0] for text, n in requests.truncations]
+        return Responses(generations, answer_losses, documents, token_logprobs, truncated)
+
+    def _generations(self, requests: Requests) -> list[str]:
+        """Greedy generations; with per-prompt budgets (``requests.max_new_tokens``) one backend call
+        (and cache entry) per distinct budget, reassembled in request order."""
+        s, backend = self.settings, self.backend
+        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+        prompts = list(requests.prompts)
+        budgets = list(requests.max_new_tokens) or [s.max_new_tokens] * len(prompts)
+        if len(budgets) != len(prompts):
+            raise ValueError(f"the benchmark gave {len(budgets)} generation budgets for {len(prompts)} prompts")
+        out: list[str] = [""] * len(prompts)
+        for budget in sorted(set(budgets)):
+            picked = [i for i, b in enumerate(budgets) if b == budget]
+            part = [prompts[i] for i in picked]
+            key = {"mode": s.mode, "max_new_tokens": budget, "engine": s.engine, "verify_margin": s.verify_margin}
+            texts = self._cached("generation", key, len(part),
+                                 lambda part=part, budget=budget: backend.generate(part, budget, cleanup))
+            for i, text in zip(picked, texts):
+                out[i] = text
+        return out
 
     def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None]]:
         """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set."""
@@ -235,6 +263,11 @@ class _Evaluation:
         out = self.settings.to_dict()
         out.pop("progress", None)
         out["benchmark"] = self.task.name
+        protocol = self.task.protocol()
+        if protocol:
+            out["protocol"] = protocol
+            if self.task.requests().max_new_tokens:  # the benchmark's budgets, not the run's, applied
+                out["max_new_tokens"] = None
         out["engine_stats"] = _jsonable(self.backend.stats)
         out["cache_hits"] = list(self.cache.hits)
         out["num_processes"] = num_processes()

@@ -102,7 +102,26 @@ def mcq_specs_from_args(args: argparse.Namespace):
 def add_benchmark_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", metavar="NAME", default=None,
                    help="registered benchmark the data folder holds (see `unlearnbench benchmarks`; default: the "
-                        "one that recognises the folder, lume for LUME files)")
+                        "one its benchmark.json names, else the one that recognises the folder, lume for LUME files)")
+    p.add_argument("--benchmark-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the benchmark (repeatable), e.g. tofu: split=forget05, format=llama2; "
+                        "muse: protocol=open-unlearning, corpus=news")
+    p.add_argument("--reference", metavar="RUN", default=None,
+                   help="reference run the benchmark compares against (tofu: a retain-only model's run, for Forget "
+                        "Quality; muse: the retrained model's run, for PrivLeak)")
+
+
+def benchmark_options(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--benchmark-option`` and ``--reference`` as the benchmark's ``{key: value}`` options (None: none)."""
+    options: dict[str, str] = {}
+    for item in getattr(args, "benchmark_option", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--benchmark-option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    if getattr(args, "reference", None):
+        options["reference"] = args.reference
+    return options or None
 
 
 def add_parallel_argument(p: argparse.ArgumentParser) -> None:
@@ -170,7 +189,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     settings = settings_from_args(args)
-    task = load_task(args.data, name=args.benchmark, mia=args.mia)
+    options = benchmark_options(args)
+    task = load_task(args.data, name=args.benchmark, mia=args.mia, options=options)
     try:
         model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
                                 trust_remote_code=args.trust_remote_code)
@@ -178,8 +198,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     out = Path(args.out)
     config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
-                       label=args.label, benchmark=task.name, device=args.device, dtype=args.dtype,
-                       eval=settings.to_dict())
+                       label=args.label, benchmark=task.name, benchmark_options=options, device=args.device,
+                       dtype=args.dtype, eval=settings.to_dict())
     result = evaluate_model(model, tok, task, settings, out, model_info=model_info(model, id=str(args.model)),
                             method_info=MethodInfo(name="none"), label=args.label, config=config,
                             backend=settings.make_backend(model, tok, model_path=args.model))
