@@ -29,7 +29,7 @@ from .semeval import (
     trusted_rows,
 )
 from .muse import MUSE_PROTOCOLS, muse_metrics
-from .specs import METRIC_DIRECTIONS, METRIC_RANGES, metric_range, metric_spec
+from .specs import METRIC_DIRECTIONS, metric_spec
 from .text import PANDAS_DEFAULT_NA_VALUES, classic_cleanup, semeval_na_quirk
 from .tofu import read_tofu_logs, tofu_metrics
 
@@ -40,7 +40,6 @@ del _spec
 __all__ = [
     "AGGREGATE_TERMS",
     "METRIC_DIRECTIONS",
-    "METRIC_RANGES",
     "MIA_ATTACKS",
     "MODES",
     "MUSE_PROTOCOLS",
@@ -53,7 +52,6 @@ __all__ = [
     "final_score",
     "knowledge_exact_match",
     "membership_score",
-    "metric_range",
     "metric_spec",
     "mia_score",
     "muse_metrics",

@@ -1,8 +1,9 @@
 """Which direction is better for every metric name of ``result.json`` (docs/contracts.md).
 
 Metric names are patterns (``forget/*/regurgitation`` covers ``forget/Task1/regurgitation`` …), so
-that a leaderboard can look up any column's direction with :func:`metric_spec`. The same specs are
-registered in :data:`harness.core.registry.METRICS` (``unlearnbench metrics`` lists them).
+that a leaderboard can look up any column's direction with :func:`metric_spec`. Each declaration also
+gives the metric's valid range (``low``/``high``); :func:`value_problem` checks a value against it (an
+undeclared metric must at least be finite). The same specs are registered in :data:`harness.core.registry.METRICS` (``unlearnbench metrics`` lists them).
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import math
 from harness.core.types import MetricSpec
 
 
+#: Valid ranges (inclusive): proportions, recalls, accuracies, AUCs and the aggregates built from them
+#: are in [0, 1]; answer losses (mean cross-entropies) are >= 0.
+UNIT = (0.0, 1.0)
+NON_NEGATIVE = (0.0, math.inf)
+
+
 def _spec(name: str, direction: str, description: str, target: float | None = None,
-          in_final_score: bool = False) -> MetricSpec:
+          in_final_score: bool = False, valid: tuple[float, float] = UNIT) -> MetricSpec:
     return MetricSpec(name=name, direction=direction, description=description, target=target,  # type: ignore[arg-type]
-                      in_final_score=in_final_score)
+                      in_final_score=in_final_score, low=valid[0], high=valid[1])
 
 
 _TOFU_SET_NAMES = {"retain": "retain set", "forget": "forget set", "real_authors": "real authors",
@@ -57,8 +64,9 @@ _SPECS: tuple[MetricSpec, ...] = (
     _spec("utility", "max", "accuracy on the synthetic world's general-knowledge MCQ set"),
     _spec("final_score", "max", "mean(task_aggregate, mmlu, mia_score): the SemEval-2025 final score"),
     _spec("final_score_utility", "max", "mean(task_aggregate, utility, mia_score)"),
-    _spec("answer_loss/forget", "max", "mean answer cross-entropy on forget items (higher = forgotten)"),
-    _spec("answer_loss/retain", "min", "mean answer cross-entropy on retain items (lower = kept)"),
+    _spec("answer_loss/forget", "max", "mean answer cross-entropy on forget items (higher = forgotten)",
+          valid=NON_NEGATIVE),
+    _spec("answer_loss/retain", "min", "mean answer cross-entropy on retain items (lower = kept)", valid=NON_NEGATIVE),
     # TOFU (metrics/tofu.py)
     _spec("tofu/model_utility", "max", "TOFU Model Utility: harmonic mean of Probability, ROUGE and Truth Ratio on "
           "retain, real authors and world facts"),
@@ -74,29 +82,16 @@ _SPECS: tuple[MetricSpec, ...] = (
           "(lower = forgotten)"),
     _spec("muse/knowmem_retain", "max", "MUSE KnowMem on retain QA: mean ROUGE-L F1 of few-shot answers "
           "(higher = kept)"),
+    # (AUC - AUC_retrained) / AUC_retrained in percent: -100 at AUC 0, unbounded above as AUC_retrained -> 0.
     _spec("muse/privleak", "target", "MUSE PrivLeak: Min-40% membership AUC relative to a retrained model's, in "
-          "percent (0 = ideal; negative = under-unlearned, positive = over-unlearned)", 0.0),
+          "percent (0 = ideal; negative = under-unlearned, positive = over-unlearned)", 0.0,
+          valid=(-100.0, math.inf)),
     _spec("muse/privleak_auc", "target", "Min-40% AUC that a holdout text looks more member-like than a forget "
           "text (about 0.5 for a model that never saw the forget set)", 0.5),
 )
 
 #: Metric-name pattern → declaration, for every metric name of docs/contracts.md.
 METRIC_DIRECTIONS: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
-
-_UNIT = (0.0, 1.0)
-#: Metric-name pattern → (lowest, highest) value it can take (``inf`` where unbounded).
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    **{name: _UNIT for name in METRIC_DIRECTIONS},
-    "answer_loss/forget": (0.0, math.inf),
-    "answer_loss/retain": (0.0, math.inf),
-    # (AUC_evaluated - AUC_retrained) / AUC_retrained in percent: -100 at AUC 0, up to 100/AUC - 100 above.
-    "muse/privleak": (-100.0, math.inf),
-}
-
-
-def metric_range(name: str) -> tuple[float, float]:
-    """The (lowest, highest) value a concrete metric name can take (same lookup as :func:`metric_spec`)."""
-    return METRIC_RANGES[metric_spec(name).name]
 
 
 def metric_spec(name: str) -> MetricSpec:
@@ -110,3 +105,18 @@ def metric_spec(name: str) -> MetricSpec:
         if "*" in pattern and fnmatch.fnmatchcase(name, pattern):
             return spec
     raise KeyError(f"no direction declared for metric {name!r}; known: {', '.join(METRIC_DIRECTIONS)}")
+
+
+def value_problem(name: str, value: float) -> str | None:
+    """Why ``value`` cannot be metric ``name``'s value, or None: every value must be finite, and a
+    declared metric's value must lie in its declared range (``[0, 1]`` for AUCs, ROUGE, exact match,
+    accuracies and the aggregates; ``>= 0`` for answer losses)."""
+    try:
+        spec = metric_spec(name)
+    except KeyError:
+        spec = None
+    if spec is not None:
+        return spec.value_problem(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{value!r} is not a finite number (an undeclared metric may be any finite number)"
+    return None

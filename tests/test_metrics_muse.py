@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.core.errors import DataError
-from metrics import metric_range, metric_spec
+from metrics import metric_spec
 from metrics.muse import (
     KNOWMEM_FORGET,
     KNOWMEM_RETAIN,
@@ -198,8 +198,8 @@ def test_muse_metrics_from_rows():
     assert result == {VERBMEM_FORGET: 0.5, KNOWMEM_FORGET: 1.0, KNOWMEM_RETAIN: 0.5, PRIVLEAK_AUC: 0.125,
                       PRIVLEAK: -75.0}
     for name, value in result.items():
-        low, high = metric_range(name)
-        assert low <= value <= high
+        assert metric_spec(name).value_problem(value) is None, name
+    assert metric_spec(PRIVLEAK).value_problem(-100.5) is not None
     assert metric_spec(PRIVLEAK).target == 0.0 and metric_spec(KNOWMEM_RETAIN).direction == "max"
     # without a reference, no PrivLeak; without holdout rows, no AUC either
     assert PRIVLEAK not in muse_metrics(_rows())

@@ -83,6 +83,7 @@ def import_tofu_logs(logs: str | Path, retain_logs: str | Path, out: str | Path,
     label = label or logs.name
     out.mkdir(parents=True, exist_ok=True)
     write_config(out, RunConfig(command="import-tofu", argv=sys.argv[1:], method=IMPORT_METHOD, label=label,
+                                params={"logs": str(logs)},
                                 model=str(logs), data=str(logs), benchmark="tofu",
                                 benchmark_options={"split": split, "format": fmt, "reference": str(retain_logs)}))
     fileio.write_jsonl(out / SAMPLES_FILE, samples)
