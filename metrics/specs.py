@@ -88,6 +88,10 @@ _SPECS: tuple[MetricSpec, ...] = (
           valid=(-100.0, math.inf)),
     _spec("muse/privleak_auc", "target", "Min-40% AUC that a holdout text looks more member-like than a forget "
           "text (about 0.5 for a model that never saw the forget set)", 0.5),
+    # lm-eval tasks as columns (harness/tasks/lm_eval_tasks.py keeps only the metrics lm-eval marks
+    # higher-is-better; their scales vary: accuracies in [0, 1], BLEU in [0, 100])
+    _spec("lm_eval/*", "max", "an lm-evaluation-harness task's metric (lm_eval/<task>/<metric>[/<filter>]), "
+          "higher is better; its protocol is in the record's settings.lm_eval_tasks", valid=(-math.inf, math.inf)),
 )
 
 #: Metric-name pattern → declaration, for every metric name of docs/contracts.md.

@@ -52,6 +52,8 @@ class EvalSettings:
     """A ``harness.tasks.mcq.mmlu`` spec, or None to skip MMLU."""
     utility: Any = None
     """A ``harness.tasks.mcq.mmlu`` spec for the synthetic world's general-knowledge MCQ set, or None."""
+    lm_eval_tasks: Any = None
+    """A :class:`harness.tasks.lm_eval_tasks.LMEvalTasksSpec`: lm-eval tasks run as metric columns, or None."""
     engine: str = "hf"
     """The model backend (:data:`harness.backends.BACKENDS`): ``hf``, batched and verified-exact decoding
     with transformers; ``reference``, the organisers' one-record-at-a-time loop (slow; for comparison);
@@ -258,6 +260,17 @@ class _Evaluation:
             accuracy[name] = float(acc)
         return accuracy, info
 
+    def lm_eval_columns(self) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """``lm_eval/<task>/<metric>`` metrics and their protocol, when ``lm_eval_tasks`` is set."""
+        spec = self.settings.lm_eval_tasks
+        if spec is None:
+            return {}, None
+        from harness.backends.distributed import on_main
+        from harness.tasks.lm_eval_tasks import run_lm_eval_tasks
+
+        with _Timer(self.timings, "lm_eval"):
+            return on_main(lambda: run_lm_eval_tasks(self.model, self.tokenizer, spec))
+
     def run_settings(self) -> dict[str, Any]:
         """The result record's ``settings``: what was asked for and how the backend ran it."""
         out = self.settings.to_dict()
@@ -307,6 +320,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
     model_info = evaluation.identify(run.model_info)
     responses = evaluation.responses(task.requests())
     mcq_accuracy, mcq_info = evaluation.multiple_choice()
+    lm_eval_metrics, lm_eval_protocol = evaluation.lm_eval_columns()
     with _Timer(evaluation.timings, "scoring"):
         scores = task.score(responses, mcq_accuracy, settings.mode)
     timings = {**evaluation.timings, **{k: float(v) for k, v in (run.extra_timings or {}).items()}}
@@ -323,8 +337,8 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         benchmark=task.info(),
         model=model_info,
         method=method_info,
-        metrics=scores.metrics,
-        settings=evaluation.run_settings(),
+        metrics={**scores.metrics, **lm_eval_metrics},
+        settings={**evaluation.run_settings(), **({"lm_eval_tasks": lm_eval_protocol} if lm_eval_protocol else {})},
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
         parents=[str(p) for p in run.parents],

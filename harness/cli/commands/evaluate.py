@@ -78,6 +78,16 @@ def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mmlu-fewshot", type=int, metavar="K", default=None,
                    help="override the protocol's number of few-shot examples (recorded)")
     g.add_argument("--mcq-batch-size", type=int, metavar="B", default=8, help="lm-eval batch size (default 8)")
+    g = parser.add_argument_group("any lm-evaluation-harness task as metric columns (lm_eval/<task>/<metric>)")
+    g.add_argument("--lm-eval-tasks", metavar="LIST", default=None,
+                   help="comma-separated lm-eval task names, e.g. wmdp_bio,arc_easy (their data must be reachable: "
+                        "offline, in the Hugging Face cache)")
+    g.add_argument("--lm-eval-fewshot", type=int, metavar="K", default=None,
+                   help="shots for every --lm-eval-tasks task (default: each task's own; recorded)")
+    g.add_argument("--lm-eval-limit", type=int, metavar="N", default=None,
+                   help="at most N documents per task, for quick runs (recorded; not the full task)")
+    g.add_argument("--lm-eval-include", metavar="DIR", default=None,
+                   help="a folder of extra lm-eval task YAML files (e.g. tasks over local data)")
 
 
 def mcq_specs_from_args(args: argparse.Namespace):
@@ -148,8 +158,17 @@ def settings_from_args(args: argparse.Namespace):
     for spec in (mmlu, utility):
         if spec is not None:
             check_mcq_source(spec)
+    lm_eval_tasks = None
+    if getattr(args, "lm_eval_tasks", None):
+        from harness.tasks.lm_eval_tasks import LMEvalTasksSpec, check_lm_eval_tasks, parse_task_list
+
+        lm_eval_tasks = LMEvalTasksSpec(parse_task_list(args.lm_eval_tasks), num_fewshot=args.lm_eval_fewshot,
+                                        limit=args.lm_eval_limit, batch_size=getattr(args, "mcq_batch_size", 8) or 8,
+                                        include=args.lm_eval_include)
+        check_lm_eval_tasks(lm_eval_tasks)  # an unknown task or unreachable data: now, before any model work
     try:
         return EvalSettings(mode=args.mode, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                            lm_eval_tasks=lm_eval_tasks,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
                             engine=args.engine, tensor_parallel_size=args.tensor_parallel_size,
                             progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
