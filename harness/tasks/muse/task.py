@@ -147,8 +147,10 @@ class MuseTask(BenchmarkTask):
                                    content_hash=self._hash()))
 
     def _hash(self) -> str:
+        """The data and the protocol: the two protocols score the same generations differently (stemming,
+        answer cut, means), so their runs must not share a board group (the boards group by this hash)."""
         m = self.muse
-        return hashlib.sha256(json.dumps([m.verbmem, m.knowmem, m.privleak], ensure_ascii=False,
+        return hashlib.sha256(json.dumps([m.verbmem, m.knowmem, m.privleak, self.protocol_name], ensure_ascii=False,
                                          sort_keys=True).encode("utf-8")).hexdigest()
 
     @classmethod
