@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.tasks.world_tofu.target import train_tofu_target
+from harness.synthetic.target import TargetConfig
+from harness.tasks.world_tofu.target import TOFU_TARGET_CONFIG, train_tofu_target
 from harness.tasks.world_tofu.task import REFERENCE_RUN
 from harness.tasks.world_tofu.world import generate_tofu_world
 
@@ -39,15 +40,15 @@ def evaluate_oracle(world: Path, oracle: Path, progress: bool = True) -> Path:
 
 
 def make_tofu_world(world: str | Path, models: str | Path | None = None, seed: int = 0, n_authors: int = 40,
-                    progress: bool = True) -> TofuWorld:
-    """Write the world; with ``models``, train ``models/target`` and ``models/oracle`` beside it and
-    evaluate the oracle into ``world/reference``."""
+                    progress: bool = True, config: TargetConfig = TOFU_TARGET_CONFIG) -> TofuWorld:
+    """Write the world; with ``models``, train ``models/target`` and ``models/oracle`` beside it (the
+    same ``config`` and seed) and evaluate the oracle into ``world/reference``."""
     world = generate_tofu_world(world, seed=seed, n_authors=n_authors)
     if models is None:
         return TofuWorld(world, None, None, None)
     models = Path(models)
-    target = train_tofu_target(world, models / "target", "full", seed=seed, progress=progress)
-    oracle = train_tofu_target(world, models / "oracle", "oracle", seed=seed, progress=progress)
+    target = train_tofu_target(world, models / "target", "full", seed=seed, config=config, progress=progress)
+    oracle = train_tofu_target(world, models / "oracle", "oracle", seed=seed, config=config, progress=progress)
     return TofuWorld(world, target, oracle, evaluate_oracle(world, oracle, progress))
 
 
