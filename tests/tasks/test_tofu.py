@@ -243,6 +243,21 @@ def test_import_tofu_reproduces_the_published_values_and_ranks_on_the_tofu_board
     [(_, board)] = build_leaderboards([tmp_path / "runs"], "tofu", bootstrap=0)
     assert [(e.label, e.rank) for e in board.ranked] == [("phi-retain90", 1), ("phi-full", 2)]
     assert not board.skipped
+    # the board's record check rescores TOFU rows through the tofu benchmark, still without torch
+    import subprocess
+    import sys
+
+    code = ("import sys; from leaderboards import build_leaderboards; "
+            f"[(_, b)] = build_leaderboards([{str(tmp_path / 'runs')!r}], 'tofu', bootstrap=0, progress=False); "
+            "assert len(b.ranked) == 2 and not b.skipped, b.skipped; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    # a record whose metrics its own rows do not give is refused, not ranked
+    record = tmp_path / "runs" / "phi-full" / "result.json"
+    record.write_text(record.read_text().replace("0.5220737132035151", "0.6220737132035151"))
+    [(_, board)] = build_leaderboards([tmp_path / "runs"], "tofu", bootstrap=0)
+    assert [e.label for e in board.ranked] == ["phi-retain90"]
+    assert "tofu/model_utility recomputed from samples.jsonl is 0.522074" in board.skipped[0][1]
 
 
 def test_import_tofu_errors_name_the_file(tmp_path, capsys):
