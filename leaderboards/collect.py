@@ -220,7 +220,8 @@ def config_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
     settings = config.get("eval") or config.get("settings")
     if isinstance(settings, dict):
         for key in ("mode", "max_new_tokens"):
-            if key in settings and key in result.settings and settings[key] != result.settings[key]:
+            # a null max_new_tokens in the record: the benchmark's own per-prompt budgets applied (TOFU, MUSE)
+            if key in settings and result.settings.get(key) is not None and settings[key] != result.settings[key]:
                 differences.append(f"{key} {settings[key]!r} vs {result.settings[key]!r}")
     if not differences:
         return None

@@ -48,6 +48,7 @@ def test_targets_oracle_reference_and_board_end_to_end(tmp_path):
     """A tiny recipe through the whole flow: the oracle never sees the forget authors, its run is
     the reference every later evaluation of the world uses, and the runs rank on world-tofu."""
     from harness.backends.loading import load_model
+    from harness.cli import main
     from harness.core.records import read_result
     from harness.evaluation.pipeline import EvalSettings, evaluate_model
     from harness.tasks.world_tofu.build import make_tofu_world
@@ -71,10 +72,13 @@ def test_targets_oracle_reference_and_board_end_to_end(tmp_path):
     assert (again.target / "target.json").stat().st_mtime_ns == stamp
 
     runs = tmp_path / "runs"
-    for name, model_dir in (("target", made.target), ("oracle", made.oracle)):
-        model, tokenizer = load_model(model_dir)
-        task = load_task(made.world, options={"max_new_tokens": "16"})  # reference: the world's oracle run
-        evaluate_model(model, tokenizer, task, EvalSettings(cache=False, progress=False), runs / name, label=name)
+    model, tokenizer = load_model(made.oracle)
+    task = load_task(made.world, options={"max_new_tokens": "16"})  # reference: the world's oracle run
+    evaluate_model(model, tokenizer, task, EvalSettings(cache=False, progress=False), runs / "oracle", label="oracle")
+    # through the CLI: config.json says max_new_tokens 256 (the run's setting), the record null (the
+    # benchmark's own budgets applied); the board must not take that for a folder mixing two runs
+    assert main(["-q", "evaluate", "--model", str(made.target), "--data", str(made.world), "--out", str(runs / "target"),
+                 "--label", "target", "--benchmark-option", "max_new_tokens=16", "--no-progress", "--no-cache"]) == 0
     oracle = read_result(runs / "oracle")
     target = read_result(runs / "target")
     assert oracle.settings["benchmark"] == target.settings["benchmark"] == "world-tofu"
