@@ -226,7 +226,8 @@ def config_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
     settings = config.get("eval") or config.get("settings")
     if isinstance(settings, dict):
         for key in ("mode", "max_new_tokens"):
-            if key in settings and key in result.settings and settings[key] != result.settings[key]:
+            # a null max_new_tokens in the record: the benchmark's own per-prompt budgets applied (TOFU, MUSE)
+            if key in settings and result.settings.get(key) is not None and settings[key] != result.settings[key]:
                 differences.append(f"{key} {settings[key]!r} vs {result.settings[key]!r}")
     if not differences:
         return None
@@ -332,6 +333,8 @@ def per_sample_problem(run_dir: Path, result: EvalResult) -> tuple[Optional[PerS
     mia_path = _run_file(run_dir, result, MIA_FILE)
     if not samples_path.is_file():
         return None, None
+    if result.settings.get("benchmark", "lume") != "lume":
+        return None, _benchmark_rows_problem(result, samples_path, mia_path)
     try:
         rows = read_samples(samples_path)
         mia = read_mia_rows(mia_path) if mia_path.is_file() else None
@@ -371,6 +374,29 @@ def per_sample_problem(run_dir: Path, result: EvalResult) -> tuple[Optional[PerS
         return None, (f"its per-sample files disagree with it: {name} recomputed from {files} is {got}, the record "
                       f"says {have:.6g}{more}; the folder mixes files of different runs (an interrupted rerun?)")
     return PerSample(rows=scored, mia=mia, digest=_digest(scored, mia)), None
+
+
+def _benchmark_rows_problem(result: EvalResult, samples_path: Path, mia_path: Path) -> Optional[str]:
+    """Another benchmark's run: its own scoring recomputes the record's metrics from the run's files
+    (no bootstrap intervals: those resample LUME's rows)."""
+    from harness.core.errors import UnlearnbenchError
+    from harness.core.registry import BENCHMARKS
+
+    try:
+        task = BENCHMARKS.get(result.settings["benchmark"])
+        rows = task.read_samples(samples_path)
+        docs = task.read_documents(mia_path) if mia_path.is_file() else None
+        mcq = {"mmlu": result.metrics.get("mmlu"), "utility": result.metrics.get("utility")}
+        metrics = task.rescore(rows, docs, mcq, scoring_mode(result), progress=False)
+    except (UnlearnbenchError, ValueError, KeyError) as exc:
+        return f"its per-sample files cannot be scored by benchmark {result.settings['benchmark']!r}: {exc}"
+    wrong = [name for name, value in metrics.items()
+             if value is not None and (result.metrics.get(name) is None or not _close(value, result.metrics[name]))]
+    if wrong:
+        return (f"its per-sample files disagree with it: {wrong[0]} recomputed from {SAMPLES_FILE} is "
+                f"{metrics[wrong[0]]:.6g}, the record says {result.metrics.get(wrong[0])}; the folder mixes files of "
+                "different runs (an interrupted rerun?)")
+    return None
 
 
 # -- compatibility ----------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+# The project's shared/ folder beside the checkout; UNLEARNBENCH_SHARED points elsewhere (e.g. from a
+# git worktree, whose parent folder has no shared/).
+SHARED = Path(os.environ.get("UNLEARNBENCH_SHARED") or REPO.parent / "shared")
 LUME_DIR = SHARED / "lume"
 
 # A small LUME-like benchmark: three tasks, both kinds, forget and retain, MIA sets.

@@ -245,6 +245,8 @@ class RunConfig(BaseModel):
     """The MIA folder when given apart from the benchmark."""
     benchmark: Optional[str] = None
     """The registered benchmark the data was read as (``lume``, …)."""
+    benchmark_options: Optional[dict[str, str]] = None
+    """The benchmark's own options (``--benchmark-option``, ``--reference``), or null."""
     seed: Optional[int] = None
     device: Optional[str] = None
     dtype: Optional[str] = None

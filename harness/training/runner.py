@@ -44,7 +44,8 @@ log = logging.getLogger("unlearnbench.runner")
 MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
-_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "seed", "dtype", "eval")
+_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "benchmark_options", "seed", "dtype",
+                  "eval")
 #: Evaluation settings that earlier versions recorded and that no longer exist (``model_path``: vLLM's
 #: folder, now part of building its backend); ignored when a finished run's config is compared.
 _RETIRED_EVAL_KEYS = ("model_path",)
@@ -227,6 +228,8 @@ class RunOptions:
     mia: str | Path | None = None
     benchmark: str | None = None
     """The registered benchmark the data holds (default: detected from the folder)."""
+    benchmark_options: dict[str, str] | None = None
+    """The benchmark's own options (``--benchmark-option``, ``--reference``)."""
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -268,7 +271,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
     # --out is checked before anything is loaded or trained (not a file, not an input, not around one).
     tx = RunTransaction(run_dir, command=opts.command, token=shared_token(), main=is_main_process(),
                         inputs=output_inputs(model=model, data=data, mia=opts.mia, settings=opts.eval_settings))
-    task = load_task(data, name=opts.benchmark, mia=opts.mia)
+    task = load_task(data, name=opts.benchmark, mia=opts.mia, options=opts.benchmark_options)
     try:
         opts.device = resolve_device(opts.device)
     except ValueError as exc:
@@ -288,6 +291,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         base_model=base_model, data=str(Path(data).resolve()), mia=str(opts.mia) if opts.mia else None,
         seed=opts.seed, device=opts.device, dtype=opts.dtype, label=opts.label, parents=list(opts.parents),
         finetune=resolved.get("finetune"), model_dir=MODEL_DIR, benchmark=task.name,
+        benchmark_options=opts.benchmark_options,
         eval=opts.eval_settings.to_dict() if (opts.evaluate and opts.eval_settings is not None) else None,
         config_file=opts.config_file)
     finished = _finished_run(run_dir, config, opts, task)
@@ -302,7 +306,7 @@ def run_identity(config: RunConfig) -> dict[str, Any]:
     from harness.evaluation.runfolder import eval_identity
 
     return {"method": config.method, "params": jsonable(config.params), "benchmark": config.benchmark,
-            "seed": config.seed, "dtype": config.dtype, "finetune": config.finetune, "eval": eval_identity(config.eval)}
+            "benchmark_options": config.benchmark_options, "seed": config.seed, "dtype": config.dtype, "finetune": config.finetune, "eval": eval_identity(config.eval)}
 
 
 def _finished_run(run_dir: Path, config: RunConfig, opts: RunOptions, task) -> RunOutcome | None:

@@ -98,7 +98,7 @@ def _print_outcome(outcome) -> None:
 
 def _unlearn(args: argparse.Namespace) -> int:
     from harness.training.runner import parse_overrides, read_config_file, run_unlearning
-    from harness.cli.commands.evaluate import maybe_relaunch, settings_from_args
+    from harness.cli.commands.evaluate import benchmark_options, maybe_relaunch, settings_from_args
 
     rc = maybe_relaunch(args)
     if rc is not None:
@@ -122,14 +122,15 @@ def _unlearn(args: argparse.Namespace) -> int:
         args.method, args.model, args.data, args.out, param_layers=layers, layer_names=names,
         evaluate=not args.no_eval, eval_settings=settings, mia=args.mia, seed=args.seed, device=args.device,
         dtype=args.dtype, label=args.label, command="unlearn", force=args.force, progress=not args.no_progress,
-        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark)
+        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark,
+        benchmark_options=benchmark_options(args))
     _print_outcome(outcome)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from harness.training.runner import parse_overrides, read_config_file, run_unlearning
-    from harness.cli.commands.evaluate import settings_from_args
+    from harness.cli.commands.evaluate import benchmark_options, settings_from_args
 
     cfg = read_config_file(args.config)
     unknown = sorted(set(cfg) - set(RUN_KEYS))
@@ -169,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
         evaluate=evaluate, eval_settings=settings, mia=ns.mia, seed=cfg.get("seed", 0), device=ns.device,
         dtype=ns.dtype, label=cfg.get("label"), command="run", force=args.force, progress=not ns.no_progress,
         config_file=str(Path(args.config).resolve()), keep_model=False,
-        benchmark=args.benchmark or cfg.get("benchmark"))
+        benchmark=args.benchmark or cfg.get("benchmark"), benchmark_options=benchmark_options(args))
     _print_outcome(outcome)
     return 0
 
