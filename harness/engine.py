@@ -368,6 +368,25 @@ def _trim_cache_left(cache, mask):
     return mask
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_argument_of(model_class: type) -> str:
+    import inspect
+
+    try:
+        params = inspect.signature(model_class.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_argument(model) -> str:
+    """The name under which ``model.forward`` takes the KV cache: ``cache`` from transformers 5.24 on
+    (``past_key_values`` is deprecated there and removed in 5.40), ``past_key_values`` before, and for
+    models (remote code, PEFT wrappers) whose forward does not name ``cache``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _cache_argument_of(type(base))
+
+
 def _forward_last(model, **kw):
     try:  # only the last position's logits are needed; remote-code models may not take the argument
         return model(**kw, use_cache=True, logits_to_keep=1)
@@ -417,12 +436,13 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
     # prompts), then their caches are left-padded into one batch. Caches that cannot be padded
     # (sliding-window layers) take the whole group in one left-padded pass.
     split_runs = _poolable(_new_cache(model))
+    cache_arg = cache_argument(model)
 
     def prefill_padded(group: list[int]):
         ids, m = _left_pad_batch([prompt_ids[i] for i in group], pad_id, dev)
         positions = (m.cumsum(-1) - 1).clamp(min=0)
         c = _new_cache(model)
-        out = _forward_last(model, input_ids=ids, attention_mask=m, position_ids=positions, past_key_values=c)
+        out = _forward_last(model, input_ids=ids, attention_mask=m, position_ids=positions, **{cache_arg: c})
         return c, m, positions[:, -1:], out.logits[:, -1, :].float(), group
 
     def prefill(group: list[int]):
@@ -439,7 +459,7 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
             positions = torch.arange(length, device=dev).expand(len(members), length)
             c = _new_cache(model)
             out = _forward_last(model, input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=positions,
-                                past_key_values=c)
+                                **{cache_arg: c})
             caches.append((slice(start, start + len(members)), width - length, c))
             logits_parts.append(out.logits[:, -1, :].float())
             start += len(members)
@@ -521,8 +541,8 @@ def _greedy_pool(model, prompt_ids: list[list[int]], order: list[int], max_new_t
                 return
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             pos = pos + 1
-            out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=pos, past_key_values=cache,
-                        use_cache=True)
+            out = model(input_ids=next_tok[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                        **{cache_arg: cache})
             logits = out.logits[:, -1, :].float()
 
 
