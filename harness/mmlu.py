@@ -46,7 +46,8 @@ from urllib.parse import urlparse
 
 from . import fileio
 from .data import DataError
-from .mcq_data import LAYOUT_HELP, LETTERS, MMLU_GROUPS, MMLU_SUBJECT_CATEGORIES, MCQSet, load_mcq
+from .mcq_data import (LAYOUT_HELP, LETTERS, MMLU_GROUPS, MMLU_SUBJECT_CATEGORIES, MMLU_TEST_COUNTS, MCQSet,
+                       load_mcq)
 from .records import MMLUInfo, env_flag
 
 log = logging.getLogger(__name__)
@@ -400,15 +401,33 @@ def check_mcq_source(spec: MCQSpec) -> None:
         _prepare_local(spec)
 
 
+def local_completeness(mcq: MCQSet, subjects: Sequence[str], spec: MCQSpec
+                       ) -> tuple[bool, list[str], dict[str, dict[str, int]]]:
+    """``(full, missing MMLU subjects, subjects with another number of test questions than MMLU)``.
+
+    A limited, filtered or incomplete set is never the full one. For MMLU that means all 57 subjects
+    with exactly MMLU's test questions each (:data:`MMLU_TEST_COUNTS`); for another MCQ set (the
+    world's utility) it means every subject of the folder, unlimited."""
+    filtered = len(subjects) < len(mcq.subjects)
+    truncated = spec.limit is not None and any(len(mcq.data[s]["test"]) > spec.limit for s in subjects)
+    if spec.metric_name != "mmlu":
+        return not filtered and not truncated, [], {}
+    missing = sorted(set(MMLU_SUBJECT_CATEGORIES) - set(mcq.subjects))
+    # Subjects with more or fewer test questions than MMLU has: a partial (or padded) copy.
+    short = {s: {"found": len(mcq.data[s]["test"]), "expected": MMLU_TEST_COUNTS[s]} for s in mcq.subjects
+             if s in MMLU_TEST_COUNTS and len(mcq.data[s]["test"]) != MMLU_TEST_COUNTS[s]}
+    if short:
+        log.warning("MMLU copy %s: %d subject(s) do not have MMLU's number of test questions (%s); the result is "
+                    "recorded as not the full MMLU", mcq.root, len(short),
+                    ", ".join(f"{s}: {c['found']} of {c['expected']}" for s, c in sorted(short.items())[:5]))
+    return not filtered and not truncated and not missing and not short, missing, short
+
+
 def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     from lm_eval.tasks import TaskManager
 
     mcq, subjects = _prepare_local(spec)
-    filtered = len(subjects) < len(mcq.subjects)
-    truncated = spec.limit is not None and any(len(mcq.data[s]["test"]) > spec.limit for s in subjects)
-    missing_mmlu = sorted(set(MMLU_SUBJECT_CATEGORIES) - set(mcq.subjects)) if spec.metric_name == "mmlu" else []
-    # A limited, filtered or incomplete MMLU is never the full MMLU.
-    full = not filtered and not truncated and not missing_mmlu
+    full, missing_mmlu, short_mmlu = local_completeness(mcq, subjects, spec)
     with tempfile.TemporaryDirectory(prefix="unlearnbench-mcq-") as tmp:
         folder = Path(tmp)
         group, task_to_subject = _write_tasks(mcq, subjects, spec, folder)
@@ -432,6 +451,7 @@ def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     }
     if spec.metric_name == "mmlu":
         settings["missing_mmlu_subjects"] = missing_mmlu
+        settings["incomplete_mmlu_subjects"] = dict(sorted(short_mmlu.items()))
     return _finish(spec, rows, subjects, full, settings)
 
 
@@ -524,7 +544,8 @@ def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--mmlu``, ``--utility`` and the ``--mmlu-*`` options to an evaluation command's parser."""
     g = parser.add_argument_group("MMLU and utility (multiple choice, scored by lm-evaluation-harness)")
     g.add_argument("--mmlu", metavar="PATH|hub", default=None,
-                   help="MMLU folder (CSV release or cais/mmlu parquet/arrow layout) or 'hub' (online only)")
+                   help="MMLU folder (CSV release, cais/mmlu parquet/arrow layout, or hails/mmlu_no_train as "
+                        "`unlearnbench assets` writes it) or 'hub' (online only)")
     g.add_argument("--utility", metavar="PATH", default=None,
                    help="an MCQ set in the MMLU layout scored as 'utility' (e.g. WORLD/utility); always run in "
                         "full, with --mmlu-protocol")
@@ -564,6 +585,6 @@ def specs_from_args(args: argparse.Namespace) -> tuple[MCQSpec | None, MCQSpec |
 
 
 __all__ = [
-    "MCQSpec", "run_mcq", "check_mcq_source", "resolve_subjects", "mmlu_floor_check", "add_mcq_arguments", "specs_from_args",
+    "MCQSpec", "run_mcq", "local_completeness", "check_mcq_source", "resolve_subjects", "mmlu_floor_check", "add_mcq_arguments", "specs_from_args",
     "PROTOCOLS", "PROMPT_FORMATS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
 ]

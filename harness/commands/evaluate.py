@@ -144,7 +144,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--out runs/y",
                         "unlearnbench evaluate --model M --data D --num-processes 2 --out runs/dp   # data parallel"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, metavar="PATH", help="model folder (save_pretrained) or LoRA adapter")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="model folder (save_pretrained), LoRA adapter folder, .gguf file (dequantised; needs the "
+                        "'gguf' package) or hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct, where a hub is reachable)")
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (forget/retain [+ mia/])")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
     p.add_argument("--label", default=None, help="display name on leaderboards (default: the model folder name)")
