@@ -202,13 +202,18 @@ def compare(case: str, args, workdir: Path) -> None:
     # Variants alternate, ``--repeat`` times, and each keeps its fastest run: on a shared machine the
     # load changes from minute to minute, and alternation exposes both to the same conditions.
     variants = [v for v in ("engine", "lmeval", "reference") if v in args.variants.split(",")]
+    reuse = set(args.reuse.split(",")) if args.reuse else set()
+    if args.reuse_reference:
+        reuse.add("reference")
     if "engine" not in variants or "reference" not in variants:
         raise SystemExit("--variants must include engine and reference (the others are compared with them)")
     for rep in range(args.repeat):
         for variant in variants:
             out = workdir / f"{case}-{variant}.json"
-            if variant == "reference" and args.reuse_reference and out.is_file() and rep == 0:
+            if variant in reuse and out.is_file() and rep == 0:
                 results[variant] = json.loads(out.read_text())
+                continue
+            if variant in reuse and rep > 0:
                 continue
             cmd = [sys.executable, __file__, "--child", variant, "--case", case, "--world", str(args.world),
                    "--target", str(args.target), "--json", str(out), "--max-new-tokens", str(args.max_new_tokens),
@@ -295,6 +300,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="alternating runs per variant; the fastest is kept")
     p.add_argument("--reuse-reference", action="store_true",
                    help="reuse the reference variant's results in --workdir from an earlier run (same options)")
+    p.add_argument("--reuse", default="", metavar="VARIANTS",
+                   help="comma-separated variants whose results in --workdir are reused from an earlier run "
+                        "(e.g. reference: re-time the others against the same organisers' run)")
     p.add_argument("--child", choices=("engine", "reference", "lmeval"), help=argparse.SUPPRESS)
     p.add_argument("--case", default="target", help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
