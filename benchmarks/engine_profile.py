@@ -1,6 +1,6 @@
 """Where the evaluation engine's generation time goes, on a real pretrained model (SmolLM2-135M).
 
-Runs ``harness.engine.generate_detailed`` on real LUME prompts twice: once under ``cProfile`` (time
+Runs ``harness.backends.hf.generate_detailed`` on real LUME prompts twice: once under ``cProfile`` (time
 per Python function: the engine's prefill, decoding steps, cache compaction and refills, and inside
 the model attention masks, rotary embeddings, attention and the linear layers), once under
 ``torch.profiler`` (self time per tensor operation). Prints both tables and the wall time of an
@@ -33,8 +33,9 @@ def main() -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness import engine, load_benchmark
-    from harness.models import load_model
+    from harness import load_benchmark
+    from harness.backends import hf as engine
+    from harness.backends.loading import load_model
 
     torch.set_num_threads(args.threads)
     bench = load_benchmark(args.lume)

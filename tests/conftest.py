@@ -95,21 +95,21 @@ def mini_benchmark(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from harness.tiny import train_bpe_tokenizer
+    from harness.synthetic.tiny import train_bpe_tokenizer
 
     return train_bpe_tokenizer(all_mini_texts() * 3, vocab_size=400)
 
 
 @pytest.fixture
 def tiny_llama(tiny_tokenizer):
-    from harness.tiny import tiny_llama
+    from harness.synthetic.tiny import tiny_llama
 
     return tiny_llama(tiny_tokenizer, hidden_size=64, num_layers=2, seed=0)
 
 
 @pytest.fixture
 def tiny_gpt2(tiny_tokenizer):
-    from harness.tiny import tiny_gpt2
+    from harness.synthetic.tiny import tiny_gpt2
 
     return tiny_gpt2(tiny_tokenizer, hidden_size=64, num_layers=2, seed=0)
 
@@ -140,7 +140,7 @@ REAL_ASSETS_UNAVAILABLE_ENV = "UNLEARNBENCH_ASSETS_UNAVAILABLE"
 def real_assets() -> Path:
     """The real artefacts (SmolLM2, the OLMo tokenizer, MMLU), every file's sha256 checked once per
     session; tests that need them skip, saying why, when they are not there."""
-    from harness.assets import assets_ready
+    from harness.real.assets import assets_ready
 
     why = os.environ.get(REAL_ASSETS_UNAVAILABLE_ENV)
     if why:

@@ -6,7 +6,7 @@ Two steps, because the two transformers versions cannot share one environment:
 
 1. In this project's environment (transformers 5), make the token-id sequences: hand-built ones
    around the clean-up and the PII placeholders, and the greedy generations of a small random
-   OLMo-architecture model (``harness.tiny.tiny_olmo``) on real LUME records::
+   OLMo-architecture model (``harness.synthetic.tiny.tiny_olmo``) on real LUME records::
 
        python tests/data/make_olmo_decode_445.py ids --assets ASSETS --lume ../shared/lume --out /tmp/ids.json
 
@@ -109,8 +109,8 @@ def make_ids(args) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from transformers import AutoTokenizer
 
-    from harness import engine
-    from harness.tiny import tiny_olmo
+    from harness.backends.reference import generate_reference
+    from harness.synthetic.tiny import tiny_olmo
 
     tok = AutoTokenizer.from_pretrained(str(Path(args.assets) / "olmo-tokenizer"))
     model = tiny_olmo(tok, hidden_size=MODEL["hidden_size"], num_layers=MODEL["num_layers"],
@@ -118,8 +118,8 @@ def make_ids(args) -> None:
                       favour=MODEL["favour"])
     records = stratified_records(Path(args.lume))
     # The organisers' loop (model.generate, one record at a time): the ids their run would decode.
-    out = engine.generate_detailed(model, tok, [r["input"] for r in records], max_new_tokens=MAX_NEW_TOKENS,
-                                   engine="reference", cleanup="plain", progress=False)
+    out = generate_reference(model, tok, [r["input"] for r in records], max_new_tokens=MAX_NEW_TOKENS,
+                             cleanup="plain", progress=False)
     generations = [{"split": r["split"], "record_id": r["id"], "ids": ids} for r, ids in zip(records, out.token_ids)]
     Path(args.out).write_text(json.dumps({"constructed": constructed(tok), "generations": generations,
                                           "favoured_ids": favoured_ids(tok)}))
