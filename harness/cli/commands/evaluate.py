@@ -30,6 +30,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mia", metavar="DIR", default=None,
                    help="folder with member.jsonl and nonmember.jsonl (default: DATA/mia when present)")
     g.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="generation limit (default 256)")
+    g.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="quick look: only the first N records of each split x task x kind and the first N documents "
+                        "of each MIA set (recorded; not comparable with full runs, so the SemEval boards refuse it)")
     g.add_argument("--batch-size", type=parse_batch_size, default="auto", metavar="N|auto",
                    help="rows per batch; auto starts large and halves on out-of-memory (on CPU, generation starts at "
                         "as many rows as fit 2 GiB of KV cache, 4 to 128) (default auto)")
@@ -134,7 +137,7 @@ def settings_from_args(args: argparse.Namespace):
         return EvalSettings(mode=args.mode, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
                             engine=args.engine, tensor_parallel_size=args.tensor_parallel_size,
-                            progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
+                            limit=getattr(args, "limit", None), progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 

@@ -320,7 +320,7 @@ def _lm_eval_version() -> str:
 
 
 def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
-            settings: dict[str, Any]) -> tuple[float, MMLUInfo]:
+            settings: dict[str, Any]) -> tuple[float, MMLUInfo, list[dict]]:
     if not rows:
         raise DataError("no questions were scored", spec.source)
     per_subject: dict[str, dict[str, Any]] = {}
@@ -350,7 +350,7 @@ def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
                     n_questions=n, subjects=subjects, limit=spec.limit, full=full, settings=settings)
     log.info("%s (%s, %s, %d-shot): %.4f over %d questions in %d subjects%s", spec.metric_name, spec.protocol,
              spec.prompt_format, spec.shots, accuracy, n, len(subjects), "" if full else " (not the full set)")
-    return accuracy, info
+    return accuracy, info, rows
 
 
 # -- local and hub runs -----------------------------------------------------------------------------
@@ -416,7 +416,7 @@ def local_completeness(mcq: MCQSet, subjects: Sequence[str], spec: MCQSpec
     return not filtered and not truncated and not missing and not short, missing, short
 
 
-def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
+def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo, list[dict]]:
     from lm_eval.tasks import TaskManager
 
     mcq, subjects = _prepare_local(spec)
@@ -464,7 +464,7 @@ def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
         return False, f"{endpoint} ({exc})"
 
 
-def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
+def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo, list[dict]]:
     _check_hub(spec)
 
     tokens = _filter_tokens(spec.subjects)
@@ -503,6 +503,14 @@ def run_mcq(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     A missing local folder or an unreachable / offline hub fails at once with a message saying where
     to place MMLU, before lm-eval is even imported (no retry loop against the hub).
     """
+    accuracy, info, _ = run_mcq_rows(model, tokenizer, spec)
+    return accuracy, info
+
+
+def run_mcq_rows(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo, list[dict]]:
+    """:func:`run_mcq` and the per-question rows (the run folder's ``mmlu.jsonl`` / ``utility.jsonl``):
+    ``subject``, ``doc_id`` (the question's index in the subject's test split, file order), ``answer``
+    (gold letter), ``prediction``, ``correct`` (0/1) and ``loglikelihoods`` (one per choice)."""
     if spec.source == "hub":
         return _run_hub(model, tokenizer, spec)
     return _run_local(model, tokenizer, spec)
@@ -533,6 +541,6 @@ def mmlu_floor_check(value: float | None, absolute: float | None = None, relativ
 
 
 __all__ = [
-    "MCQSpec", "run_mcq", "local_completeness", "check_mcq_source", "resolve_subjects", "mmlu_floor_check",
+    "MCQSpec", "run_mcq", "run_mcq_rows", "local_completeness", "check_mcq_source", "resolve_subjects", "mmlu_floor_check",
     "PROTOCOLS", "PROMPT_FORMATS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
 ]
