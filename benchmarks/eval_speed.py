@@ -130,7 +130,7 @@ def run_variant(args) -> dict:
 
         profiler = profile(activities=[ProfilerActivity.CPU])
         profiler.__enter__()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if args.variant == "engine":
         from harness.backends import hf as engine
 
@@ -138,7 +138,7 @@ def run_variant(args) -> dict:
         gen = engine.generate_detailed(model, tok, [r.input for r in records], max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, progress=False, stats=stats,
                                        verify_margin=args.verify_margin)
-        t_gen = time.perf_counter() - t0
+        t_gen, c_gen = time.perf_counter() - t0, time.process_time() - c0
         mia = engine.sequence_losses(model, tok, [d.document for d in docs], batch_size=args.batch_size,
                                      progress=False, stats=stats)
         generations, losses = gen.texts, [m["loss"] for m in mia]
@@ -147,7 +147,7 @@ def run_variant(args) -> dict:
                  "fallback_tokens": stats.get("generation_fallback_tokens")}
     elif args.variant == "lmeval":
         generations, losses, extra = _lmeval_generate(model, tok, records, args), [], {}
-        t_gen = time.perf_counter() - t0
+        t_gen, c_gen = time.perf_counter() - t0, time.process_time() - c0
     else:
         from metrics.text import classic_cleanup
 
@@ -160,7 +160,7 @@ def run_variant(args) -> dict:
                 text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True,
                                   clean_up_tokenization_spaces=False)
                 generations.append(classic_cleanup(text))
-            t_gen = time.perf_counter() - t0
+            t_gen, c_gen = time.perf_counter() - t0, time.process_time() - c0
             losses = []
             for d in docs:
                 ids = tok(d.document, return_tensors="pt")["input_ids"]
@@ -180,6 +180,9 @@ def run_variant(args) -> dict:
         extra["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
     return {"variant": args.variant, "generations": generations, "losses": losses, "metrics": metrics,
             "seconds": {"generation": t_gen, "mia": t_model - t_gen, "scoring": total - t_model, "total": total},
+            # CPU seconds of this process (one torch thread): unlike wall time, hardly inflated when other
+            # processes share the cores, so variants run minutes apart on a loaded machine stay comparable
+            "cpu_seconds": {"generation": c_gen, "total": time.process_time() - c0},
             "peak_rss_mb": _peak_rss_mb(), "n_records": len(records), "n_docs": len(docs), **extra}
 
 
@@ -260,6 +263,10 @@ def compare(case: str, args, workdir: Path) -> None:
               f"{r['seconds']['generation'] / e['seconds']['generation']:.2f}x, lm-eval vs organisers "
               f"{r['seconds']['generation'] / lm['seconds']['generation']:.2f}x; ours differing: "
               f"{len(r['generations']) - same_gen}")
+    if lm is not None and all("cpu_seconds" in x for x in (e, r, lm)):
+        ce, cr, cl = (x["cpu_seconds"]["generation"] for x in (e, r, lm))
+        print(f"  generation CPU seconds (this process): organisers' loop {cr:.2f}  lm-eval {cl:.2f}  ours {ce:.2f}"
+              f"  ->  ours vs lm-eval {cl / ce:.2f}x, ours vs organisers {cr / ce:.2f}x")
     if e.get("floor"):
         print(f"  roofline: {format_floor(e['floor'], r['seconds']['total'])}")
         f = e["floor"]
