@@ -11,6 +11,11 @@ from harness.cli.main import examples
 def _demo(args: argparse.Namespace) -> int:
     from harness.synthetic.demo import DemoPlan, run_demo
 
+    if args.real:  # the real model, LUME and MMLU (harness.real.demo)
+        from harness.real.demo import run_from_args
+
+        return run_from_args(args)
+
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else []
     run_demo(DemoPlan(out=Path(args.out), quick=args.quick, seed=args.seed, size=args.size, methods=methods,
                       bootstrap=args.bootstrap))
@@ -31,4 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     p.add_argument("--size", choices=("small", "medium", "large"), default="small", help="world/target size")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the intervals (200)")
+    from harness.real.demo import add_real_arguments
+
+    add_real_arguments(p)
     p.set_defaults(func=_demo)
