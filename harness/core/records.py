@@ -33,6 +33,8 @@ RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.jsonl"
 MIA_FILE = "mia.jsonl"
+#: Per-question MCQ rows (``harness.tasks.mcq.mmlu.run_mcq_rows``), keyed by the metric they give.
+MCQ_FILES = {"mmlu": "mmlu.jsonl", "utility": "utility.jsonl"}
 TRAIN_LOG_FILE = "train_log.jsonl"
 
 

@@ -306,7 +306,8 @@ def run_identity(config: RunConfig) -> dict[str, Any]:
     from harness.evaluation.runfolder import eval_identity
 
     return {"method": config.method, "params": jsonable(config.params), "benchmark": config.benchmark,
-            "benchmark_options": config.benchmark_options, "seed": config.seed, "dtype": config.dtype, "finetune": config.finetune, "eval": eval_identity(config.eval)}
+            "benchmark_options": config.benchmark_options, "seed": config.seed, "dtype": config.dtype,
+            "finetune": config.finetune, "eval": eval_identity(config.eval)}
 
 
 def _finished_run(run_dir: Path, config: RunConfig, opts: RunOptions, task) -> RunOutcome | None:
