@@ -35,6 +35,9 @@ _SPECS: tuple[MetricSpec, ...] = (
     _spec("final_score_utility", "max", "mean(task_aggregate, utility, mia_score)"),
     _spec("answer_loss/forget", "max", "mean answer cross-entropy on forget items (higher = forgotten)"),
     _spec("answer_loss/retain", "min", "mean answer cross-entropy on retain items (lower = kept)"),
+    # metrics.robust: an attack's recovery of a forget metric, e.g. recovered/forget/Task2/knowledge
+    _spec("recovered/*", "min", "share of the target-unlearned gap of a forget metric that an attack closes "
+          "(0 = nothing recovered, 1 = back to the target; metrics.robust)"),
 )
 
 #: Metric-name pattern → declaration, for every metric name of docs/contracts.md.
