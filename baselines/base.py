@@ -23,7 +23,7 @@ import inspect
 from typing import Any, Mapping
 
 from harness.training import TrainSettings, TrainStep, train, train_settings_defaults
-from harness.types import Benchmark, UnlearnContext, UnlearningMethod
+from harness.core.types import Benchmark, UnlearnContext, UnlearningMethod
 
 
 class LossMethod(UnlearningMethod):

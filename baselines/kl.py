@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.registry import register_method
+from harness.core.registry import register_method
 from harness.training import kl_ref_to_model, mean_nll
 
 from .base import LossMethod

@@ -8,7 +8,7 @@ log-probabilities of the initial model (full fine-tuning) — never a second mod
 
 from __future__ import annotations
 
-from harness.registry import register_method
+from harness.core.registry import register_method
 from harness.training import sequence_nll
 
 from .base import LossMethod

@@ -29,7 +29,7 @@ ours is ``ceil(batches / accumulation)``.
 
 from __future__ import annotations
 
-from harness.registry import register_method
+from harness.core.registry import register_method
 from harness.training import kl_ref_to_model, mean_nll
 
 from .base import LossMethod
@@ -70,7 +70,7 @@ class NPOGradDiffKL(LossMethod):
         self.kl_weight = kl_weight
         self.retain_weight = retain_weight
         self.formulation = formulation
-        self.preset = preset  # recorded; its values are applied by harness.runner.resolve_params
+        self.preset = preset  # recorded; its values are applied by harness.training.runner.resolve_params
 
     def reference_needs(self):
         needs = {("forget", "label_logprobs")}

@@ -14,7 +14,7 @@ the trainable parameters are whatever the loop's ``finetune`` mode makes trainab
 
 from __future__ import annotations
 
-from harness.registry import register_method
+from harness.core.registry import register_method
 
 from .base import LossMethod
 

@@ -6,7 +6,7 @@ replaced by a length-normalised reward and a margin γ, so no reference quantiti
 
 from __future__ import annotations
 
-from harness.registry import register_method
+from harness.core.registry import register_method
 from harness.training import label_counts, mean_nll, sequence_nll
 
 from .base import LossMethod

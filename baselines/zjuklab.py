@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import fileio
-from harness.registry import register_method
-from harness.types import UnlearnContext, UnlearningMethod
+from harness.core import fileio
+from harness.core.registry import register_method
+from harness.core.types import UnlearnContext, UnlearningMethod
 
 from .merging import MergeSettings, merge_lora_adapters
 
@@ -60,7 +60,7 @@ class ZJUKLABMerge(UnlearningMethod):
         return MergeSettings(how=self.how, density=self.density, weights=self.weights, seed=self.merge_seed)
 
     def parent_params(self, which: str) -> dict[str, Any]:
-        from harness.runner import jsonable, resolve_params
+        from harness.training.runner import jsonable, resolve_params
 
         preset = dict(PARENTS)[which]
         own = self.over_params if which == "over" else self.under_params
@@ -68,8 +68,8 @@ class ZJUKLABMerge(UnlearningMethod):
                                        source_names=[f"zjuklab_merge {which}_params"]))
 
     def unlearn(self, model, tokenizer, data, ctx: UnlearnContext):
-        from harness.runner import build_method
-        from harness.training import save_model_dir
+        from harness.training.runner import build_method
+        from harness.training.loop import save_model_dir
 
         tmp = None
         if ctx.out_dir is None:
@@ -110,7 +110,7 @@ class ZJUKLABMerge(UnlearningMethod):
     def _record_parent(self, model, tokenizer, data, ctx: UnlearnContext, run: Path, which: str,
                        params: dict[str, Any]) -> None:
         """Write the parent's config.json (mergeable by ``unlearnbench merge``) and evaluate it."""
-        from harness.records import MethodInfo
+        from harness.core.records import MethodInfo, write_config
 
         extra = ctx.extra or {}
         base_model = extra.get("model_path")
@@ -121,10 +121,10 @@ class ZJUKLABMerge(UnlearningMethod):
                   "parents": []}
         eval_settings = extra.get("eval_settings")
         if not (self.evaluate_parents and eval_settings is not None):
-            fileio.write_json(run / "config.json", config)
+            write_config(run, config)
             return
-        from harness.evaluate import evaluate_model
-        from harness.models import model_info
+        from harness.evaluation.pipeline import evaluate_model
+        from harness.backends.loading import model_info
 
         config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
         model.eval()

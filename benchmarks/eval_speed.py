@@ -2,7 +2,7 @@
 
 Two cases, each run in a fresh subprocess per variant so peak memory (RSS) is measured separately:
 
-(a) the embedded target model (``harness.target.train_target`` on ``harness.world.generate_world``,
+(a) the embedded target model (``harness.synthetic.target.train_target`` on ``harness.synthetic.world.generate_world``,
     size ``small``) over the full world benchmark (forget + retain + MIA);
 (b) a larger random-weight Llama (hidden 512) with the same tokenizer, on the first ``--limit-large``
     records of each split (random weights never emit EOS, so every record costs the full
@@ -39,8 +39,8 @@ def _peak_rss_mb() -> float:
 
 def _load_case(args):
     from harness import load_benchmark
-    from harness.models import load_model
-    from harness.types import Benchmark
+    from harness.backends.loading import load_model
+    from harness.core.types import Benchmark
 
     bench = load_benchmark(args.world)
     lim = args.limit
@@ -50,7 +50,7 @@ def _load_case(args):
                           content_hash=f"{bench.content_hash}-limit{lim}")
     model, tok = load_model(args.target, dtype=args.dtype)
     if args.case == "large":
-        from harness.tiny import tiny_llama
+        from harness.synthetic.tiny import tiny_llama
 
         model = tiny_llama(tok, hidden_size=args.hidden, num_layers=4, num_heads=8, max_positions=2048, seed=0)
         model.generation_config.eos_token_id = tok.eos_token_id
@@ -93,7 +93,7 @@ def run_variant(args) -> dict:
     _warm_up(model, tok, records, docs)
     t0 = time.perf_counter()
     if args.variant == "engine":
-        from harness import engine
+        from harness.backends import hf as engine
 
         stats: dict = {}
         gen = engine.generate_detailed(model, tok, [r.input for r in records], max_new_tokens=args.max_new_tokens,
@@ -216,13 +216,13 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eval-speed-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.world is None:
-        from harness.world import generate_world
+        from harness.synthetic.world import generate_world
 
         args.world = workdir / "world"
         if not (args.world / "world.json").is_file():
             generate_world(args.world, seed=0, size="small")
     if args.target is None:
-        from harness.target import train_target
+        from harness.synthetic.target import train_target
 
         args.target = workdir / "target"
         print(f"training the small target model in {args.target} (cached there for later runs)")

@@ -1,11 +1,11 @@
 """How far apart are batched and one-at-a-time logits? The measurement behind the near-tie margin.
 
-The engine (``harness.engine``) decodes many records together; the organisers decode one at a time.
+The engine (``harness.backends.hf``) decodes many records together; the organisers decode one at a time.
 The two computations differ only by floating-point rounding (other matrix shapes, padding), and a
 greedy step can only come out differently when its top-2 logit gap is smaller than that rounding
 difference. The engine therefore checks one at a time (up to its last near tie) every row whose
 smallest relative gap, ``(l1 - l2) / max(1, |l1|)``, is below ``verify_margin``
-(``harness.engine.default_margin``).
+(``harness.backends.hf.default_margin``).
 
 This script measures the rounding difference itself: it decodes rows with the engine's batched loop
 and with ``model.generate`` (batch of one, raw logits kept), and over every step where both have the
@@ -25,7 +25,8 @@ import time
 
 def measure(model, tok, prompts: list[str], steps: int, batch_size: int) -> dict:
     import torch
-    from harness import engine
+    from harness.backends import batching
+    from harness.backends import hf as engine
 
     model.eval()
     prompt_ids = [tok(p)["input_ids"] for p in prompts]
@@ -33,7 +34,7 @@ def measure(model, tok, prompts: list[str], steps: int, batch_size: int) -> dict
     trace: dict[int, list] = {}
     got: dict[int, list[int]] = {}
     order = sorted(range(len(prompts)), key=lambda i: (len(prompt_ids[i]), i))
-    engine._greedy_pool(model, prompt_ids, order, steps, eos, tok.eos_token_id, batch_size,
+    batching.greedy_pool(model, prompt_ids, order, steps, eos, tok.eos_token_id, batch_size,
                         lambda i, t, g: got.__setitem__(i, t), trace=trace)
     diffs, gaps = [], []
     for i, ids in enumerate(prompt_ids):
@@ -72,9 +73,10 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    from harness import engine, load_benchmark
-    from harness.models import load_model
-    from harness.tiny import tiny_llama
+    from harness import load_benchmark
+    from harness.backends import hf as engine
+    from harness.backends.loading import load_model
+    from harness.synthetic.tiny import tiny_llama
 
     torch.set_num_threads(args.threads)
     bench = load_benchmark(args.world)

@@ -1,6 +1,6 @@
 """The MIA loss pass vs its physical floor: a bare batched forward pass over the same tokens.
 
-``harness.engine.sequence_losses`` computes per document the mean token cross-entropy, Min-K% and
+``harness.backends.hf.sequence_losses`` computes per document the mean token cross-entropy, Min-K% and
 Min-K%++ statistics. The floor is the forward pass alone (same length-sorted batches, same padding,
 logits produced and dropped). Target: the full pass within 1.3x of the floor. Also prints the
 one-document-at-a-time loop (the organisers' procedure) for scale.
@@ -21,7 +21,9 @@ from pathlib import Path
 def main() -> None:
     import torch
 
-    from harness import engine, load_benchmark
+    from harness import load_benchmark
+    from harness.backends import batching
+    from harness.backends import hf as engine
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world", type=Path, default=None, help="world folder (default: generate one, seed 0, small)")
@@ -35,7 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.world is None:
-        from harness.world import generate_world
+        from harness.synthetic.world import generate_world
 
         args.world = Path(tempfile.mkdtemp(prefix="mia-pass-")) / "world"
         generate_world(args.world, seed=0, size="small")
@@ -45,19 +47,19 @@ def main() -> None:
         docs = list(bench.members[: args.limit]) + list(bench.nonmembers[: args.limit])
     texts = [d.document for d in docs]
     if args.target:
-        from harness.models import load_model
+        from harness.backends.loading import load_model
 
         model, tok = load_model(args.target)
         name = str(args.target)
     else:
-        from harness.tiny import tiny_llama, train_bpe_tokenizer
+        from harness.synthetic.tiny import tiny_llama, train_bpe_tokenizer
 
         tok = train_bpe_tokenizer(texts + [r.input + r.output for r in bench.records], vocab_size=2048)
         model = tiny_llama(tok, hidden_size=args.hidden, num_layers=4, num_heads=8, max_positions=2048)
         name = f"random Llama hidden {args.hidden}"
 
     seqs = [tok(t)["input_ids"] for t in texts]
-    batches = engine.length_batches([len(s) for s in seqs], args.batch_size)
+    batches = batching.length_batches([len(s) for s in seqs], args.batch_size)
 
     def bare() -> None:
         with torch.no_grad():

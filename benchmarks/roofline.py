@@ -76,7 +76,7 @@ def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int]
                  batch_rows: int) -> dict[str, float]:
     """Lower bound (seconds) on an exact batched evaluation: prefill, decode and MIA work at the
     measured matrix throughput, KV-cache and per-step weight reads at the measured bandwidth."""
-    from harness.engine import _kv_bytes_per_token
+    from harness.backends.batching import kv_bytes_per_token
 
     rates = machine_rates(model, min(batch_rows, max(1, len(prompt_lengths))))
     lin = _linears(model)
@@ -84,7 +84,7 @@ def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int]
     head_macs = head.weight.numel() if head is not None else 0
     all_macs = sum(m.weight.numel() for m in lin)
     body_macs = all_macs - head_macs
-    kv_bytes_per_position = _kv_bytes_per_token(model)  # what the engine sizes its CPU batches by
+    kv_bytes_per_position = kv_bytes_per_token(model)  # what the engine sizes its CPU batches by
     prefill_flops = 2 * (body_macs * sum(prompt_lengths) + head_macs * len(prompt_lengths))
     decode_flops = 2 * all_macs * sum(new_tokens)
     mia_flops = 2 * all_macs * sum(doc_lengths)
@@ -125,8 +125,9 @@ def main() -> None:
 
     import torch
 
-    from harness import engine, load_benchmark
-    from harness.models import load_model
+    from harness import load_benchmark
+    from harness.backends import hf as engine
+    from harness.backends.loading import load_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--world", required=True)

@@ -33,7 +33,7 @@ LUME_DIR = REPO.parent / "shared" / "lume"
 
 def lume_pairs(seed: int = 0) -> list[tuple[str, str]]:
     """(reference, synthetic generation) for every sc item of LUME, forget then retain."""
-    from harness.data import kind_from_id
+    from harness.core.types import kind_from_id
 
     rows = []
     for split in ("forget", "retain"):

@@ -57,12 +57,12 @@ def _bench_data(data: str | None) -> Path:
 
 def _build_model(args):
     if args.model:
-        from harness.models import load_model
+        from harness.backends.loading import load_model
 
         return load_model(args.model, dtype="float32", device=args.device)
     sys.path.insert(0, str(REPO / "tests"))
     from conftest import all_mini_texts
-    from harness.tiny import tiny_llama, train_bpe_tokenizer
+    from harness.synthetic.tiny import tiny_llama, train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(all_mini_texts() * 3, vocab_size=400)
     model = tiny_llama(tok, hidden_size=args.hidden, num_layers=args.layers, num_heads=8, seed=0)
@@ -75,9 +75,9 @@ def child(args) -> dict:
 
     import torch
 
-    from harness.data import load_benchmark
-    from harness.runner import build_method, resolve_params
-    from harness.types import UnlearnContext
+    from harness.tasks.lume.data import load_benchmark
+    from harness.training.runner import build_method, resolve_params
+    from harness.core.types import UnlearnContext
 
     torch.set_num_threads(max(1, args.threads))
     bench = load_benchmark(_bench_data(args.data))

@@ -9,7 +9,7 @@ or ``unlearnbench leaderboard runs/ --board semeval2025 --out leaderboard/``.
 What happens, in order:
 
 1. Every ``result.json`` under the given folders is read whole with
-   :func:`harness.records.read_result`; a corrupt, truncated or other-schema file, or one missing a
+   :func:`harness.core.records.read_result`; a corrupt, truncated or other-schema file, or one missing a
    metric the board needs (its score, its floor metric, its ``required`` list), is skipped and
    reported with its file and reason — never half-read.
 2. Records that differ in benchmark content hash, in the protocol of an MCQ score the board uses
@@ -126,7 +126,7 @@ def build_leaderboards(folders: Sequence[str | Path], board: str | Path | Board 
 
 def write_outputs(lb: Leaderboard, out_dir: str | Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Write ``leaderboard.csv`` / ``.md`` / ``.html`` and the PNG plots into ``out_dir`` (atomically)."""
-    from harness import fileio
+    from harness.core import fileio
 
     formats = list(formats)
     unknown = sorted(set(formats) - set(FORMATS))

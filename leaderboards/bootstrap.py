@@ -31,8 +31,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from harness.data import DataError
-from harness.records import MIA_FILE, SAMPLES_FILE
+from harness.core.errors import DataError
+from harness.core.records import MIA_FILE, SAMPLES_FILE
 
 from .build import Leaderboard
 from .collect import LoadedRecord

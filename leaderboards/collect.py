@@ -1,7 +1,7 @@
 """Finding result records under folders, reading them whole or not at all, and keeping apart what
 cannot be ranked together.
 
-Every record is read with :func:`harness.records.read_result`, which validates the whole file
+Every record is read with :func:`harness.core.records.read_result`, which validates the whole file
 against the schema: a truncated, corrupt or other-schema file raises and is *skipped* with its
 reason; nothing is ever half-read. A record missing a metric the board needs is skipped too.
 """
@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from harness.records import RESULT_FILE, EvalResult, RecordError, read_result
+from harness.core.errors import RecordError
+from harness.core.records import RESULT_FILE, EvalResult, read_result
 
 from .board import Board
 

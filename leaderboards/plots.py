@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from harness import fileio
+from harness.core import fileio
 
 from .build import PER_TASK_METRICS, Entry, Leaderboard
 

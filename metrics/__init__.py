@@ -2,13 +2,13 @@
 
 Nothing here loads a model or imports torch; ``rouge_score`` and scikit-learn are imported on first
 use. Every metric name of ``result.json`` has a declared direction (:data:`METRIC_DIRECTIONS`,
-:func:`metric_spec`), registered in :data:`harness.registry.METRICS` on import.
+:func:`metric_spec`), registered in :data:`harness.core.registry.METRICS` on import.
 
     from metrics import compute_metrics
     metrics = compute_metrics(samples, mia_rows, mmlu=0.49)   # every result.json metric
 """
 
-from harness.registry import register_metric
+from harness.core.registry import register_metric
 
 from .knowledge import knowledge_exact_match
 from .mia import MIA_ATTACKS, attack_aucs, auc, membership_score, mia_score

@@ -2,7 +2,7 @@
 
 The scoring functions trust nothing about a row but its documented fields (docs/contracts.md) and
 check those up front, so that a malformed row is reported as one clear
-:class:`harness.data.DataError` naming the file, the line and the record id — instead of a
+:class:`harness.core.errors.DataError` naming the file, the line and the record id — instead of a
 ``KeyError`` deep inside an aggregation.
 """
 
@@ -13,8 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.data import DataError, kind_from_id
-from harness.types import KINDS, SPLITS
+from harness.core.errors import DataError
+from harness.core.types import KINDS, SPLITS, kind_from_id
 
 from .mia import MIA_SETS
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 import statistics
 from typing import Any, Iterable, Mapping, Sequence
 
-from harness.data import DataError
-from harness.types import LUME_TASKS, SPLITS
+from harness.core.errors import DataError
+from harness.core.types import LUME_TASKS, SPLITS
 
 from .knowledge import knowledge_exact_match
 from .mia import attack_aucs, mia_score
@@ -112,7 +112,7 @@ def score_rows(samples: Iterable[Mapping[str, Any]], mode: str = "semeval2025",
 
     ``kind``, ``regurgitation``, ``rouge1_recall`` and ``knowledge`` are (re)computed from
     ``reference`` and ``generation``; every other field is kept. Order is kept. A malformed row or
-    a record listed twice in a split raises :class:`harness.data.DataError` naming the row.
+    a record listed twice in a split raises :class:`harness.core.errors.DataError` naming the row.
     """
     check_mode(mode)
     rows = list(samples)
@@ -142,7 +142,7 @@ def trusted_rows(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
     Nothing is re-scored; each row must carry the score fields of its kind — ``regurgitation`` and
     ``rouge1_recall`` (numbers in [0, 1]) for sentence completion, ``knowledge`` (0 or 1) for QA —
-    or a :class:`harness.data.DataError` names the row, the record and the missing field.
+    or a :class:`harness.core.errors.DataError` names the row, the record and the missing field.
     """
     rows = list(samples)
     kinds = _checked_kinds(rows)

@@ -2,14 +2,14 @@
 
 Metric names are patterns (``forget/*/regurgitation`` covers ``forget/Task1/regurgitation`` …), so
 that a leaderboard can look up any column's direction with :func:`metric_spec`. The same specs are
-registered in :data:`harness.registry.METRICS` (``unlearnbench metrics`` lists them).
+registered in :data:`harness.core.registry.METRICS` (``unlearnbench metrics`` lists them).
 """
 
 from __future__ import annotations
 
 import fnmatch
 
-from harness.types import MetricSpec
+from harness.core.types import MetricSpec
 
 
 def _spec(name: str, direction: str, description: str, target: float | None = None,

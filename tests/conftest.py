@@ -94,21 +94,21 @@ def mini_benchmark(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from harness.tiny import train_bpe_tokenizer
+    from harness.synthetic.tiny import train_bpe_tokenizer
 
     return train_bpe_tokenizer(all_mini_texts() * 3, vocab_size=400)
 
 
 @pytest.fixture
 def tiny_llama(tiny_tokenizer):
-    from harness.tiny import tiny_llama
+    from harness.synthetic.tiny import tiny_llama
 
     return tiny_llama(tiny_tokenizer, hidden_size=64, num_layers=2, seed=0)
 
 
 @pytest.fixture
 def tiny_gpt2(tiny_tokenizer):
-    from harness.tiny import tiny_gpt2
+    from harness.synthetic.tiny import tiny_gpt2
 
     return tiny_gpt2(tiny_tokenizer, hidden_size=64, num_layers=2, seed=0)
 

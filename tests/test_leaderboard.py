@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import pytest
 
-from harness.records import (BenchmarkInfo, EvalResult, MethodInfo, MMLUInfo, ModelInfo, Provenance,
+from harness.core.records import (BenchmarkInfo, EvalResult, MethodInfo, MMLUInfo, ModelInfo, Provenance,
                              write_result)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -406,7 +406,7 @@ def test_builtin_boards_load():
 # -- no torch, CLI -----------------------------------------------------------------------------------------
 def test_building_a_board_never_imports_torch(tmp_path):
     """Records, bootstrap from per-sample files, every output: torch stays out of sys.modules."""
-    from harness import fileio
+    from harness.core import fileio
 
     shutil.copytree(RECORDS, tmp_path / "records")
     samples = [{"split": split, "id": f"{split}{t}x{i}{kind}1", "task": f"Task{t}", "kind": kind, "input": "p",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import fileio
+from harness.core import fileio
 from test_leaderboard import make_record, write_record
 
 TASKS = ("Task1", "Task2", "Task3")
@@ -86,7 +86,7 @@ def runs(tmp_path: Path) -> Path:
 
 def test_unresampled_replicate_equals_compute_metrics(runs):
     """The vectorised formulas, with every item counted once, give compute_metrics' numbers."""
-    from harness.records import read_result
+    from harness.core.records import read_result
     from leaderboards.bootstrap import _layout, identity_counts, load_run, replicate_metrics
     from leaderboards.collect import LoadedRecord
 

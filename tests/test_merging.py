@@ -19,7 +19,7 @@ def _adapter(model_factory, tmp_path, name, r, seed):
 
 @pytest.fixture
 def factory(tiny_tokenizer):
-    from harness.tiny import tiny_llama
+    from harness.synthetic.tiny import tiny_llama
 
     return lambda: tiny_llama(tiny_tokenizer, hidden_size=32, num_layers=1, seed=0)
 

@@ -19,8 +19,8 @@ import inspect
 
 import pytest
 
-from harness.registry import METHODS
-from harness.types import UnlearnContext
+from harness.core.registry import METHODS
+from harness.core.types import UnlearnContext
 
 #: Cheap settings for every method built on the shared loop (a few optimiser steps).
 LOOP_PARAMS = dict(epochs=3, max_steps=3, per_device_batch_size=4, learning_rate=3e-3, eval_every=0, seed=0)
@@ -56,7 +56,7 @@ def _memorised():
     import torch
 
     from conftest import MINI_FORGET, MINI_RETAIN, all_mini_texts
-    from harness.tiny import tiny_llama, train_bpe_tokenizer
+    from harness.synthetic.tiny import tiny_llama, train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(all_mini_texts() * 3, vocab_size=400)
     model = tiny_llama(tok, hidden_size=64, num_layers=2, seed=0)
@@ -81,7 +81,7 @@ def _benchmark():
     from pathlib import Path
 
     from conftest import make_mini_benchmark
-    from harness.data import load_benchmark
+    from harness.tasks.lume.data import load_benchmark
 
     return load_benchmark(make_mini_benchmark(Path(tempfile.mkdtemp(prefix="conformance-")) / "bench"))
 
@@ -90,7 +90,7 @@ def forget_loss(model, tokenizer, bench) -> float:
     """Mean answer-token NLL of the forget records (answer + EOS, prompt masked), as the loop trains it."""
     import torch
 
-    from harness.training import build_example
+    from harness.training.examples import build_example
 
     total, count = 0.0, 0
     model.eval()

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metrics
-from harness.data import DataError
-from harness.registry import METRICS
+from harness.core.errors import DataError
+from harness.core.registry import METRICS
 from metrics import (
     METRIC_DIRECTIONS,
     PANDAS_DEFAULT_NA_VALUES,

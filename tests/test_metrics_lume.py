@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import LUME_DIR, requires_lume
-from harness.data import kind_from_id
+from harness.core.types import kind_from_id
 from metrics import compute_metrics, rouge_recalls
 
 pytestmark = requires_lume

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import LUME_DIR, requires_lume
-from harness.data import DataError, kind_from_id
+from harness.core.errors import DataError
+from harness.core.types import kind_from_id
 from metrics import compute_metrics, rouge_recalls, score_rows, trusted_rows
 from metrics.regurgitation import lcs_length, recalls_from_tokens, rouge_tokens
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.records import BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance, read_result, write_result
+from harness.core.records import BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, now, provenance, read_result, write_result
 from metrics import compute_metrics, read_mia_rows, read_samples
-from harness.data import DataError
+from harness.core.errors import DataError
 
 from test_metrics import hand_mia, hand_samples
 
@@ -111,3 +111,22 @@ def test_readers_reject_duplicates_with_lines(tmp_path):
         read_samples(tmp_path / "samples.jsonl")
     _write_jsonl(tmp_path / "mia.jsonl", hand_mia())
     assert [r["id"] for r in read_mia_rows(tmp_path / "mia.jsonl")] == ["m0", "m1", "n0", "n1"]
+
+
+def test_score_rescores_in_the_mode_the_run_was_evaluated_in(run_dir, capsys):
+    """Evaluation records its scoring mode as ``settings["mode"]``; ``score --write`` without ``--mode``
+    must rescore in that mode, not overwrite a plain-mode run's metrics with semeval2025 numbers."""
+    samples = hand_samples()
+    samples[1] = {**samples[1], "reference": "NA", "generation": "None"}  # both NA cells only in semeval2025
+    _write_jsonl(run_dir / "samples.jsonl", samples)
+    plain = compute_metrics(samples, hand_mia(), mmlu=0.5, mode="plain")
+    semeval = compute_metrics(samples, hand_mia(), mmlu=0.5, mode="semeval2025")
+    assert plain["forget/Task1/knowledge"] == 0.0 and semeval["forget/Task1/knowledge"] == 1.0
+    record = read_result(run_dir)
+    write_result(run_dir, record.model_copy(update={"metrics": plain, "settings": {**record.settings, "mode": "plain"}}))
+    assert main(["-q", "score", str(run_dir), "--write"]) == 0
+    after = read_result(run_dir)
+    assert {k: after.metrics[k] for k in plain} == plain
+    assert after.settings["rescored"]["mode"] == "plain"
+    assert main(["-q", "score", str(run_dir)]) == 0
+    assert "(mode plain;" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""The third-party path: a separate pip package declares an `unlearnbench.methods` entry point."""
+"""The third-party path: a separate pip package declares `unlearnbench.methods` and
+`unlearnbench.benchmarks` entry points."""
 
 import json
 import os
@@ -45,7 +46,7 @@ def test_plugin_method_runs(plugin_site, tmp_path):
     script = r"""
 import json, sys
 from harness import METHODS, UnlearnContext, load_benchmark
-from harness.tiny import train_bpe_tokenizer, tiny_llama
+from harness.synthetic.tiny import train_bpe_tokenizer, tiny_llama
 import torch
 bench = load_benchmark(sys.argv[1])
 texts = [r.input + r.output for r in bench.records]
@@ -75,3 +76,46 @@ print(json.dumps({"before": before, "after": forget_loss(out), "events": events,
     assert res["cls"] == "LlamaForCausalLM"
     assert res["after"] > res["before"]
     assert res["events"] and res["events"][0]["event"] == "plugin_noise"
+
+
+def _qa_folder(path: Path) -> Path:
+    rows = [{"id": "q1", "question": "Which city was Sherry's home?", "answer": "Madera", "split": "forget"},
+            {"id": "q2", "question": "What is Ivo Marren's phone number?", "answer": "555-0134", "split": "forget"},
+            {"id": "q3", "question": "What did Huw sell?", "answer": "bread", "split": "retain"}]
+    path.mkdir(parents=True)
+    (path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_plugin_benchmark_is_listed_detected_evaluated_rescored_and_trained_on(plugin_site, tmp_path, tiny_model_dir):
+    """A benchmark from another package (entry-point group unlearnbench.benchmarks) runs through the same
+    commands as LUME: listing, detection from its data folder, evaluation, rescoring, training curves."""
+    out = _cli(plugin_site, "benchmarks")
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stdout.splitlines() if line.startswith("plugin_qa"))
+    assert "entry point unlearnbench_testplugin.benchmark:PluginQA" in line
+    data = _qa_folder(tmp_path / "qa")
+    common = ["--model", str(tiny_model_dir), "--data", str(data), "--max-new-tokens", "4", "--no-progress",
+              "--no-cache"]
+    out = _cli(plugin_site, "-q", "evaluate", *common, "--out", str(tmp_path / "eval"))
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "eval" / "result.json").read_text())
+    assert result["settings"]["benchmark"] == "plugin_qa"
+    assert set(result["metrics"]) == {"plugin_qa/forget_exact", "plugin_qa/forget_answer_loss",
+                                      "plugin_qa/retain_exact", "plugin_qa/retain_answer_loss"}
+    out = _cli(plugin_site, "-q", "score", str(tmp_path / "eval"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == result["metrics"]
+    out = _cli(plugin_site, "-q", "unlearn", "--method", "grad_ascent", *common, "--out", str(tmp_path / "run"),
+               "--set", "epochs=1", "lora_r=4", "lora_alpha=4", "per_device_batch_size=2", "eval_every=1",
+               "eval_max_new_tokens=4")
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["benchmark"] == "plugin_qa"
+    log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    curves = [e for e in log if e["event"] == "eval"]
+    assert curves and all({"forget/exact", "retain/exact"} <= set(e) for e in curves)
+    assert "plugin_qa/forget_exact" in json.loads((tmp_path / "run" / "result.json").read_text())["metrics"]
+    # Naming another benchmark for the folder is one clear error, not a traceback.
+    out = _cli(plugin_site, "-q", "evaluate", *common, "--benchmark", "lume", "--out", str(tmp_path / "bad"))
+    assert out.returncode == 2 and "missing split 'forget'" in out.stderr and "Traceback" not in out.stderr

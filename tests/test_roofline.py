@@ -13,7 +13,7 @@ import roofline  # noqa: E402
 
 
 def test_floor_counts_prefill_decode_kv_and_mia_work(tiny_tokenizer, monkeypatch):
-    from harness.tiny import tiny_llama
+    from harness.synthetic.tiny import tiny_llama
 
     model = tiny_llama(tiny_tokenizer, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
     vocab = model.config.vocab_size
@@ -39,7 +39,7 @@ def test_floor_counts_prefill_decode_kv_and_mia_work(tiny_tokenizer, monkeypatch
 
 
 def test_machine_rates_are_measured_on_the_models_linears(tiny_tokenizer):
-    from harness.tiny import tiny_llama
+    from harness.synthetic.tiny import tiny_llama
 
     model = tiny_llama(tiny_tokenizer, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
     r = roofline.machine_rates(model, 8)

@@ -1,0 +1,68 @@
+"""Benchmarks: the seam (:mod:`.base`), LUME (:mod:`.lume`) and the MCQ sets scored through lm-eval
+(:mod:`.mcq`: MMLU and the synthetic world's utility set, run beside a benchmark).
+
+:func:`load_task` opens a data folder as a registered benchmark, by name (``--benchmark``) or by
+asking every registered benchmark whether it recognises the folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from harness.core.errors import DataError, RegistryError
+from harness.core.registry import BENCHMARKS, register_benchmark
+from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
+
+log = logging.getLogger("unlearnbench.tasks")
+
+
+def detect_benchmark(path: str | Path) -> str:
+    """The name of the one registered benchmark that recognises the folder ``path``.
+
+    Raises :class:`DataError` when the folder is missing, when no benchmark recognises it (listing
+    what each one looks for), or when several do (asking for ``--benchmark``)."""
+    folder = Path(path)
+    if not folder.exists():
+        raise DataError("benchmark folder does not exist", folder)
+    if not folder.is_dir():
+        raise DataError("expected a benchmark folder, got a file", folder)
+    items, broken = [], []
+    for name in BENCHMARKS.names():
+        try:
+            items.append((name, BENCHMARKS.get(name)))
+        except RegistryError as exc:  # a broken plugin must not stop the others from being recognised
+            log.warning("benchmark detection skips %s", exc)
+            broken.append(name)
+    matches = [name for name, cls in items if cls.detect(folder)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        expected = "; ".join(f"{name}: {cls.layout or cls.summary()}" for name, cls in items)
+        skipped = f"; benchmarks that failed to load: {', '.join(broken)}" if broken else ""
+        raise DataError(f"no registered benchmark recognises this folder; expected one of: {expected}{skipped} "
+                        "(or name one with --benchmark)", folder)
+    raise DataError(f"several benchmarks recognise this folder ({', '.join(matches)}); choose one with --benchmark",
+                    folder)
+
+
+def load_task(path: str | Path, name: str | None = None, mia: str | Path | None = None) -> BenchmarkTask:
+    """Open the data folder ``path`` as benchmark ``name`` (default: the one that recognises it)."""
+    name = name or detect_benchmark(path)
+    cls = BENCHMARKS.get(name)
+    task = cls.load(path, mia=mia)
+    task.name = name  # the registered name, also for entry-point classes that do not set one
+    return task
+
+
+def as_task(benchmark: object) -> BenchmarkTask:
+    """A loaded LUME :class:`harness.core.types.Benchmark` as its task; tasks pass through unchanged."""
+    if isinstance(benchmark, BenchmarkTask):
+        return benchmark
+    from harness.tasks.lume.task import LumeTask
+
+    return LumeTask(benchmark)  # type: ignore[arg-type]
+
+
+__all__ = ["BENCHMARKS", "BenchmarkTask", "Requests", "Responses", "Scores", "as_task", "detect_benchmark",
+           "load_task", "register_benchmark"]

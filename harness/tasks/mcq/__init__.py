@@ -1,0 +1,1 @@
+"""Multiple-choice sets (MMLU and the synthetic world's utility set) scored with lm-evaluation-harness."""
