@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.data import DataError
+from harness.core.errors import DataError
 
 from .mia import MIA_ATTACKS, MIA_SETS, auc, membership_score, weighted_auc
 from .semeval import MIA_METRIC_NAMES, score_rows, sequential_mean, trusted_rows
@@ -199,7 +199,7 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
     """Recovery of every forget metric the three runs support, by metric name (see module docstring).
 
     The runs must hold the same forget records (and, for the MIA metrics, the same MIA documents); a
-    :class:`harness.data.DataError` names the run and the records otherwise. MIA metrics are computed
+    :class:`harness.core.errors.DataError` names the run and the records otherwise. MIA metrics are computed
     only when all three runs carry MIA rows for that attack."""
     settings = settings or RecoverySettings()
     runs = dict(zip(ROLES, (target, unlearned, attacked)))

@@ -11,7 +11,7 @@ per-sample rows into "recovered" figures.
 No torch at import time: the modules import it inside the functions that need it.
 """
 
-from .errors import AttackError
+from harness.core.errors import AttackError
 from .precision import PRECISIONS, PrecisionReport, cast_model
 from .prompts import PromptTemplate, get_template, load_templates, wrap_benchmark, wrap_prompts
 from .quantize import QuantizationReport, QuantizeSettings, quantize_model

@@ -12,7 +12,7 @@ What the engine's exactness check does in 16 bits. Batched and one-at-a-time dec
 differently; in float32 the engine re-decodes every row whose top-two logit gap falls below a margin
 of 8 x float32 epsilon x sqrt(hidden size), 11-16x the largest measured batching noise, which makes
 its texts provably those of one-at-a-time decoding. In bfloat16 and float16 the noise is of the order
-of the format's resolution and ``harness.engine.default_margin`` uses heuristic margins (5e-2 relative
+of the format's resolution and ``harness.backends.hf.default_margin`` uses heuristic margins (5e-2 relative
 in bfloat16, 1e-2 in float16): near-tie rows are still replayed one at a time with ``model.generate``,
 but a batching difference larger than the margin would go unnoticed, so 16-bit texts are one-at-a-time
 texts only as far as the heuristic holds. The report records the margin in force.
@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import AttackError
+from harness.core.errors import AttackError
 
 PRECISIONS = ("float32", "bfloat16", "float16")
 
@@ -45,7 +45,7 @@ class PrecisionReport:
     max_relative_change: float
     """Largest |w' - w| / |w| over the non-zero values."""
     verify_margin: float
-    """The engine's near-tie margin for the cast model (``harness.engine.default_margin``)."""
+    """The engine's near-tie margin for the cast model (``harness.backends.hf.default_margin``)."""
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def cast_model(model, dtype: str) -> PrecisionReport:
 
     import torch
 
-    from harness.engine import default_margin
+    from harness.backends.hf import default_margin
 
     if dtype not in PRECISIONS:
         raise AttackError(f"precision: dtype must be one of {', '.join(PRECISIONS)}, got {dtype!r}")

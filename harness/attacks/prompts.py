@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .errors import AttackError
+from harness.core.errors import AttackError
 
 PLACEHOLDER = "{prompt}"
 STYLES = ("paraphrase", "roleplay")
@@ -125,7 +125,7 @@ def wrap_benchmark(benchmark, template: PromptTemplate, splits: Iterable[str] = 
     """A copy of ``benchmark`` whose records in ``splits`` have their prompts wrapped (where the
     template applies to the record's kind), with a recomputed content hash. The MIA documents are
     not prompts and stay as they are. Raises :class:`AttackError` when no record is wrapped."""
-    from harness.data import benchmark_hash
+    from harness.tasks.lume.data import benchmark_hash
 
     splits = tuple(splits)
     bad = [s for s in splits if s not in ("forget", "retain")]

@@ -47,7 +47,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import AttackError
+from harness.core.errors import AttackError
 
 log = logging.getLogger("unlearnbench.attacks")
 

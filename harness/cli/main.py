@@ -66,6 +66,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     if verbose < 2:
         for noisy in ("httpx", "urllib3", "datasets", "filelock", "lm_eval", "lm-eval", "transformers"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        # torchao (the `attacks` extra), which transformers imports whenever it builds a model, warns on
+        # every import about CUDA-only extensions a CPU build cannot load and about pytree registrations.
+        for noisy in ("torchao", "torch.utils._pytree"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,5 +68,9 @@ class TargetError(UnlearnbenchError, ValueError):
     """The embedded target cannot be trained or saved (names the folder and what was expected)."""
 
 
-__all__ = ["BackendUnavailable", "ConfigError", "DataError", "RecordError", "RegistryError", "TargetError",
+class AttackError(UnlearnbenchError, ValueError):
+    """A robustness attack cannot run with these settings on this model (``harness.attacks``)."""
+
+
+__all__ = ["AttackError", "BackendUnavailable", "ConfigError", "DataError", "RecordError", "RegistryError", "TargetError",
            "UnlearnbenchError", "UserError", "WorldError"]

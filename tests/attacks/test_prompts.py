@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.attacks.errors import AttackError
+from harness.core.errors import AttackError
 from harness.attacks.prompts import (
     PLACEHOLDER,
     TEMPLATES_FILE,
@@ -14,7 +14,7 @@ from harness.attacks.prompts import (
     wrap_benchmark,
     wrap_prompts,
 )
-from harness.data import benchmark_hash, load_benchmark
+from harness.tasks.lume.data import benchmark_hash, load_benchmark
 
 
 def test_shipped_templates_are_documented_and_well_formed():
@@ -34,7 +34,7 @@ def test_shipped_templates_are_documented_and_well_formed():
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib
 
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert "attacks/*.toml" in pyproject["tool"]["setuptools"]["package-data"]["harness"]
 
 

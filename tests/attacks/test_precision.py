@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from harness import engine
-from harness.attacks.errors import AttackError
+from harness.backends import base
+from harness.backends import hf as engine
+from harness.core.errors import AttackError
 from harness.attacks.precision import cast_model
 
-sys.path.insert(0, str(Path(__file__).parent))
 from conftest import MINI_FORGET  # noqa: E402
 
 PROMPTS = [r["input"] for r in MINI_FORGET]

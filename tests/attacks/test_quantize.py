@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +10,9 @@ pytest.importorskip("torchao", reason="the quantisation attack needs torchao (pi
 
 import torch  # noqa: E402
 
-from harness import engine  # noqa: E402
-from harness.attacks.errors import AttackError  # noqa: E402
+from harness.backends import base, losses  # noqa: E402
+from harness.backends import hf as engine  # noqa: E402
+from harness.core.errors import AttackError  # noqa: E402
 from harness.attacks.quantize import (  # noqa: E402
     QuantizeSettings,
     bitsandbytes_config,
@@ -21,7 +20,6 @@ from harness.attacks.quantize import (  # noqa: E402
     quantize_model,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
 from conftest import MINI_FORGET  # noqa: E402
 
 PROMPTS = [r["input"] for r in MINI_FORGET]
@@ -101,7 +99,7 @@ def test_structure_dtype_and_evaluation_survive(tiny_llama, tiny_tokenizer, tmp_
     assert [type(m) for m in tiny_llama.modules()] == [type(m) for m in reference.modules()]
     assert [(n, p.shape, p.dtype, type(p)) for n, p in tiny_llama.named_parameters()] == \
            [(n, p.shape, p.dtype, type(p)) for n, p in reference.named_parameters()]
-    assert engine.model_dtype_name(tiny_llama) == "float32"
+    assert base.model_dtype_name(tiny_llama) == "float32"
     # the evaluation engine's generation (verified against one-at-a-time decoding) and losses run
     out = engine.generate_detailed(tiny_llama, tiny_tokenizer, PROMPTS, max_new_tokens=12, progress=False)
     assert len(out.texts) == len(PROMPTS)
@@ -110,8 +108,8 @@ def test_structure_dtype_and_evaluation_survive(tiny_llama, tiny_tokenizer, tmp_
         ref = tiny_llama.generate(ids, max_new_tokens=12, do_sample=False,
                                   pad_token_id=tiny_tokenizer.eos_token_id)[0, ids.shape[1]:].tolist()
         assert out.token_ids[i] == ref
-    losses = engine.answer_losses(tiny_llama, tiny_tokenizer, PROMPTS, ANSWERS, progress=False)
-    assert all(isinstance(v, float) for v in losses)
+    answer_losses = losses.answer_losses(tiny_llama, tiny_tokenizer, PROMPTS, ANSWERS, progress=False)
+    assert all(isinstance(v, float) for v in answer_losses)
     # it saves and reloads like any model, with the rounded weights
     tiny_llama.save_pretrained(tmp_path / "q")
     from transformers import AutoModelForCausalLM
@@ -131,8 +129,8 @@ def test_kept_quantized_modules_decode_the_same(tiny_llama, tiny_tokenizer):
     a = engine.generate(kept, tiny_tokenizer, PROMPTS, max_new_tokens=10, progress=False)
     b = engine.generate(tiny_llama, tiny_tokenizer, PROMPTS, max_new_tokens=10, progress=False)
     assert a == b
-    assert engine.answer_losses(kept, tiny_tokenizer, PROMPTS, ANSWERS, progress=False) == \
-           engine.answer_losses(tiny_llama, tiny_tokenizer, PROMPTS, ANSWERS, progress=False)
+    assert losses.answer_losses(kept, tiny_tokenizer, PROMPTS, ANSWERS, progress=False) == \
+           losses.answer_losses(tiny_llama, tiny_tokenizer, PROMPTS, ANSWERS, progress=False)
 
 
 def test_bfloat16_model_stays_bfloat16(tiny_llama):

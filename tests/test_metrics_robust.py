@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.data import DataError
+from harness.core.errors import DataError
 from metrics.robust import Recovery, RecoverySettings, RunRows, recovery
 
 NO_BOOT = RecoverySettings(replicates=0)
