@@ -55,10 +55,12 @@ class Floor:
     value: float
     """The threshold itself (absolute) or the fraction of the reference entry's metric (relative)."""
 
-    def describe(self) -> str:
+    def describe(self, name=str, text=str) -> str:
+        """The rule in words; ``name`` formats the metric name and ``text`` the words around it (an
+        output's escaping)."""
         if self.kind == "absolute":
-            return f"{self.metric} >= {self.value:g}"
-        return f"{self.metric} >= {self.value:g} x the reference entry's {self.metric}"
+            return name(self.metric) + text(f" >= {self.value:g}")
+        return name(self.metric) + text(f" >= {self.value:g} x the reference entry's ") + name(self.metric)
 
 
 @dataclass(frozen=True)
@@ -285,3 +287,27 @@ def get_board(name_or_path: str | Path) -> Board:
     if board.name != text:
         raise BoardError(f"{boards[text]}: the file's name {text!r} and its 'name' {board.name!r} differ")
     return board
+
+
+#: The twelve SemEval per-task terms (forget then retain; Task1-3; regurgitation, knowledge), with
+#: short headers for tables that show them all.
+TERM_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (f"{split}/{task}/{measure}", f"{split[0].upper()}-{task.replace('Task', 'T')} {measure[:5]}.")
+    for split in ("forget", "retain") for task in ("Task1", "Task2", "Task3")
+    for measure in ("regurgitation", "knowledge"))
+
+
+def with_terms(board: Board) -> Board:
+    """``board`` with the twelve per-task terms as further columns (those it lacks), directions as the
+    metrics package declares them (forget: lower is better; retain: higher)."""
+    import dataclasses
+
+    have = {c.metric for c in board.columns}
+    extra = []
+    for metric, header in TERM_COLUMNS:
+        if metric in have:
+            continue
+        declared = _declared_direction(metric)
+        direction, target = declared if declared is not None else ("min" if metric.startswith("forget") else "max", None)
+        extra.append(Column(metric=metric, header=header, direction=direction, target=target))  # type: ignore[arg-type]
+    return dataclasses.replace(board, columns=board.columns + tuple(extra))

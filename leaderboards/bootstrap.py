@@ -17,38 +17,30 @@ an interval — the point estimates shown are always the records' own exact numb
 resampling (all counts 1) the vectorised metrics equal :func:`metrics.semeval.compute_metrics`
 to float precision (tested).
 
-Per-item scores come from the rows' stored ``regurgitation``/``knowledge`` when every row has its
-score, else the rows are re-scored with :func:`metrics.semeval.score_rows` in the record's scoring
-mode. Deterministic for a given seed.
+Per-item scores are the rows the collection verified against the record
+(:mod:`leaderboards.collect`): their stored ``regurgitation``/``knowledge``, or the generations
+re-scored in the record's ``settings["mode"]`` when that is what reproduces the record. A run folder
+whose files disagree with its record never gets this far. Deterministic for a given seed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from harness.core.errors import DataError
 from harness.core.records import MIA_FILE, SAMPLES_FILE
 
 from .build import Leaderboard
-from .collect import LoadedRecord
+from .collect import LoadedRecord, per_sample_problem
 
 log = logging.getLogger("unlearnbench.leaderboard")
 
 MEASURE_OF_KIND = {"sc": "regurgitation", "qa": "knowledge"}
 MCQ_FIXED = ("mmlu", "utility")
 FINAL_FORMULAS = {"final_score": "mmlu", "final_score_utility": "utility"}
-
-
-def _run_file(rec: LoadedRecord, default: str) -> Path:
-    for rel in rec.result.files.values():
-        if Path(rel).name == default:
-            return rec.run_dir / rel
-    return rec.run_dir / default
 
 
 @dataclass
@@ -63,34 +55,29 @@ class RunData:
 
 
 def load_run(rec: LoadedRecord) -> tuple[Optional[RunData], str]:
-    """Per-sample data of a run, or (None, why not)."""
-    from metrics import MIA_ATTACKS, MODES, membership_score, read_mia_rows, read_samples, score_rows
+    """Per-sample data of a run, or (None, why not).
 
-    samples_path = _run_file(rec, SAMPLES_FILE)
-    if not samples_path.is_file():
-        return None, f"no {SAMPLES_FILE}"
-    try:
-        rows = read_samples(samples_path)
-    except DataError as exc:
-        return None, str(exc)
-    if not all((r.get("regurgitation") if r.get("kind", "") == "sc" else r.get("knowledge")) is not None
-               and r.get("kind") in MEASURE_OF_KIND for r in rows):
-        settings = rec.result.settings
-        mode = next((settings[k] for k in ("scoring", "mode", "scoring_mode") if settings.get(k) in MODES),
-                    "semeval2025")
-        rows = score_rows(rows, mode=mode)
+    The rows are the ones the collection verified against the record
+    (:func:`leaderboards.collect.per_sample_problem`: readable, the record's row counts, giving back
+    its metrics), so an interval is never drawn from another run's rows; a record loaded without
+    that check is checked here.
+    """
+    from metrics import MIA_ATTACKS, membership_score
+
+    per_sample = rec.per_sample
+    if per_sample is None:
+        per_sample, problem = per_sample_problem(rec.run_dir, rec.result)
+        if problem is not None:
+            return None, problem
+        if per_sample is None:
+            return None, f"no {SAMPLES_FILE}"
     data = RunData(fixed={name: rec.result.metrics.get(name) for name in MCQ_FIXED})
-    for row in rows:
+    for row in per_sample.rows:
         kind = row["kind"]
         data.items.setdefault((row["split"], row["task"], kind), {})[row["id"]] = float(row[MEASURE_OF_KIND[kind]])
-    mia_path = _run_file(rec, MIA_FILE)
-    if mia_path.is_file():
-        try:
-            mia_rows = read_mia_rows(mia_path)
-        except DataError as exc:
-            return None, str(exc)
+    if per_sample.mia is not None:
         for attack in MIA_ATTACKS:
-            scores = {(r["set"], r["id"]): membership_score(r, attack) for r in mia_rows}
+            scores = {(r["set"], r["id"]): membership_score(r, attack) for r in per_sample.mia}
             if scores and all(v is not None for v in scores.values()):
                 data.mia[attack] = {k: float(v) for k, v in scores.items()}
     return data, ""
@@ -134,6 +121,26 @@ def _weighted_auc(member: np.ndarray, nonmember: np.ndarray, cm: np.ndarray, cn:
     wn = np.add.reduceat(weights * (1 - is_member[order]), starts, axis=1)
     below = np.cumsum(wn, axis=1) - wn
     return (wm * (below + 0.5 * wn)).sum(axis=1) / (cm.sum(axis=1) * cn.sum(axis=1))
+
+
+def mia_aucs(mia_rows: Sequence[dict]) -> dict[str, Optional[float]]:
+    """Every attack's MIA AUC (under its ``result.json`` name) from ``mia.jsonl`` rows: the
+    Mann–Whitney statistic of :func:`_weighted_auc` with unit weights, equal to scikit-learn's ROC AUC
+    to float precision (tested) without importing scikit-learn (seconds, on a loaded machine, for a
+    board that only checks records). None where an attack's fields or a set are missing."""
+    from metrics.mia import attack_scores
+    from metrics.semeval import MIA_METRIC_NAMES
+
+    out: dict[str, Optional[float]] = {}
+    for attack, name in MIA_METRIC_NAMES.items():
+        split = attack_scores(mia_rows, attack)
+        if split is None or not split[0] or not split[1]:
+            out[name] = None
+            continue
+        members, nonmembers = np.asarray(split[0], dtype=np.float64), np.asarray(split[1], dtype=np.float64)
+        out[name] = float(_weighted_auc(members, nonmembers, np.ones((1, len(members))),
+                                        np.ones((1, len(nonmembers))))[0])
+    return out
 
 
 def _harmonic_mean(terms: np.ndarray) -> np.ndarray:

@@ -1,21 +1,29 @@
 """Which direction is better for every metric name of ``result.json`` (docs/contracts.md).
 
 Metric names are patterns (``forget/*/regurgitation`` covers ``forget/Task1/regurgitation`` …), so
-that a leaderboard can look up any column's direction with :func:`metric_spec`. The same specs are
-registered in :data:`harness.core.registry.METRICS` (``unlearnbench metrics`` lists them).
+that a leaderboard can look up any column's direction with :func:`metric_spec`. Each declaration also
+gives the metric's valid range (``low``/``high``); :func:`value_problem` checks a value against it (an
+undeclared metric must at least be finite). The same specs are registered in :data:`harness.core.registry.METRICS` (``unlearnbench metrics`` lists them).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 
 from harness.core.types import MetricSpec
 
 
+#: Valid ranges (inclusive): proportions, recalls, accuracies, AUCs and the aggregates built from them
+#: are in [0, 1]; answer losses (mean cross-entropies) are >= 0.
+UNIT = (0.0, 1.0)
+NON_NEGATIVE = (0.0, math.inf)
+
+
 def _spec(name: str, direction: str, description: str, target: float | None = None,
-          in_final_score: bool = False) -> MetricSpec:
+          in_final_score: bool = False, valid: tuple[float, float] = UNIT) -> MetricSpec:
     return MetricSpec(name=name, direction=direction, description=description, target=target,  # type: ignore[arg-type]
-                      in_final_score=in_final_score)
+                      in_final_score=in_final_score, low=valid[0], high=valid[1])
 
 
 _SPECS: tuple[MetricSpec, ...] = (
@@ -33,11 +41,13 @@ _SPECS: tuple[MetricSpec, ...] = (
     _spec("utility", "max", "accuracy on the synthetic world's general-knowledge MCQ set"),
     _spec("final_score", "max", "mean(task_aggregate, mmlu, mia_score): the SemEval-2025 final score"),
     _spec("final_score_utility", "max", "mean(task_aggregate, utility, mia_score)"),
-    _spec("answer_loss/forget", "max", "mean answer cross-entropy on forget items (higher = forgotten)"),
-    _spec("answer_loss/retain", "min", "mean answer cross-entropy on retain items (lower = kept)"),
+    _spec("answer_loss/forget", "max", "mean answer cross-entropy on forget items (higher = forgotten)",
+          valid=NON_NEGATIVE),
+    _spec("answer_loss/retain", "min", "mean answer cross-entropy on retain items (lower = kept)", valid=NON_NEGATIVE),
     # metrics.robust: an attack's recovery of a forget metric, e.g. recovered/forget/Task2/knowledge
     _spec("recovered/*", "min", "share of the target-unlearned gap of a forget metric that an attack closes "
-          "(0 = nothing recovered, 1 = back to the target; metrics.robust)"),
+          "(0 = nothing recovered, 1 = back to the target; not clipped; metrics.robust)",
+          valid=(-math.inf, math.inf)),
 )
 
 #: Metric-name pattern → declaration, for every metric name of docs/contracts.md.
@@ -55,3 +65,18 @@ def metric_spec(name: str) -> MetricSpec:
         if "*" in pattern and fnmatch.fnmatchcase(name, pattern):
             return spec
     raise KeyError(f"no direction declared for metric {name!r}; known: {', '.join(METRIC_DIRECTIONS)}")
+
+
+def value_problem(name: str, value: float) -> str | None:
+    """Why ``value`` cannot be metric ``name``'s value, or None: every value must be finite, and a
+    declared metric's value must lie in its declared range (``[0, 1]`` for AUCs, ROUGE, exact match,
+    accuracies and the aggregates; ``>= 0`` for answer losses)."""
+    try:
+        spec = metric_spec(name)
+    except KeyError:
+        spec = None
+    if spec is not None:
+        return spec.value_problem(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{value!r} is not a finite number (an undeclared metric may be any finite number)"
+    return None

@@ -49,7 +49,7 @@ def make_record(label: str, method: str, metrics: dict[str, Optional[float]], *,
         finished_at="2025-01-15T12:05:00+00:00",
         benchmark=BenchmarkInfo(name=bench_name, content_hash=bench_hash, counts={"forget": 60, "retain": 60}),
         model=ModelInfo(id=f"runs/{label}/model", base_model="target"),
-        method=MethodInfo(name=method, params=all_params), metrics=metrics, settings={"scoring": "semeval2025"},
+        method=MethodInfo(name=method, params=all_params), metrics=metrics, settings={"mode": "semeval2025"},
         mmlu=mcq, utility=util,
         provenance=Provenance(unlearnbench_version="0.1.0", python="3.11.7", platform="Linux", seed=seed),
     )
@@ -120,6 +120,7 @@ def regenerate() -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     (GOLDEN / "semeval2025.csv").write_text(leaderboards.to_csv(lb), encoding="utf-8")
     (GOLDEN / "semeval2025.md").write_text(leaderboards.to_markdown(lb), encoding="utf-8")
+    (GOLDEN / "semeval2025.tex").write_text(leaderboards.to_latex(lb), encoding="utf-8")
 
 
 # -- the published 7B board -------------------------------------------------------------------------
@@ -407,24 +408,30 @@ def test_builtin_boards_load():
 def test_building_a_board_never_imports_torch(tmp_path):
     """Records, bootstrap from per-sample files, every output: torch stays out of sys.modules."""
     from harness.core import fileio
+    from harness.core.records import read_result
+    from metrics import compute_metrics, score_rows
 
     shutil.copytree(RECORDS, tmp_path / "records")
-    samples = [{"split": split, "id": f"{split}{t}x{i}{kind}1", "task": f"Task{t}", "kind": kind, "input": "p",
-                "reference": "r", "generation": "g", "regurgitation": 0.5 if kind == "sc" else None,
-                "rouge1_recall": None, "knowledge": None if kind == "sc" else i % 2}
-               for split in ("forget", "retain") for t in (1, 2, 3) for kind in ("sc", "qa") for i in range(3)]
-    mia = [{"set": s, "id": f"{s}{i}", "n_tokens": 9, "loss": 1.0 + i / 10, "zlib_entropy": 30}
+    samples = score_rows([{"split": split, "id": f"{split}{t}x{i}{kind}1", "task": f"Task{t}", "input": "p",
+                           "reference": "red fox" if kind == "sc" else "r", "generation": "red" if i % 2 else "g"}
+                          for split in ("forget", "retain") for t in (1, 2, 3) for kind in ("sc", "qa")
+                          for i in range(3)])
+    mia = [{"set": s, "id": f"{s}{i}", "n_tokens": 9, "loss": 1.0 + i / 10 + (s == "member") / 20, "zlib_entropy": 30}
            for s in ("member", "nonmember") for i in range(4)]
-    for run in ("npo-s0", "npo-s1"):  # every seed of the entry needs its files
-        fileio.write_jsonl(tmp_path / "records" / run / "samples.jsonl", samples)
-        fileio.write_jsonl(tmp_path / "records" / run / "mia.jsonl", mia)
+    for run in ("npo-s0", "npo-s1"):  # every seed of the entry needs its files, and its record their metrics
+        folder = tmp_path / "records" / run
+        fileio.write_jsonl(folder / "samples.jsonl", samples)
+        fileio.write_jsonl(folder / "mia.jsonl", mia)
+        record = read_result(folder)
+        metrics = compute_metrics(samples, mia, mmlu=record.metrics["mmlu"], rescore=False)
+        write_result(folder, record.model_copy(update={"metrics": metrics}))
     code = (
-        "import sys, tempfile, leaderboards\n"
+        "import sys, leaderboards\n"
         f"boards = leaderboards.build_leaderboards([{str(tmp_path / 'records')!r}], 'semeval2025', bootstrap=20, "
         "progress=False)\n"
         "lb = boards[0][1]\n"
         "assert lb.bootstrap == 20 and any(e.ci for e in lb.entries), lb.notes\n"
-        "leaderboards.write_outputs(lb, tempfile.mkdtemp())\n"
+        f"leaderboards.write_outputs(lb, {str(tmp_path / 'out')!r}, leaderboards.FORMATS)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok')\n"
     )
@@ -441,7 +448,7 @@ def test_cli_writes_every_format(tmp_path, capsys):
     assert rc == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["components.png", "forget_retain.png", "leaderboard.csv", "leaderboard.html", "leaderboard.md",
-                     "mia_auc.png"]
+                     "leaderboard.tex", "mia_auc.png"]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     captured = capsys.readouterr()

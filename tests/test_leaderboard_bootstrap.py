@@ -121,6 +121,22 @@ def test_weighted_auc_matches_sklearn_on_the_expanded_resample():
         assert got[b] == pytest.approx(expected, abs=1e-12)
 
 
+def test_mia_aucs_equal_the_metrics_packages_sklearn_aucs():
+    """The record check recomputes MIA AUCs with numpy (no scikit-learn import); they equal the
+    metrics package's (sklearn's roc_curve + auc) to float precision, ties included."""
+    from leaderboards.bootstrap import mia_aucs
+    from metrics import attack_aucs
+    from metrics.semeval import MIA_METRIC_NAMES
+
+    for shift, seed in ((0.0, 1), (0.3, 2), (-0.8, 3)):
+        rows = make_mia(shift, seed=seed, n=40)  # losses rounded to 0.1: many ties
+        expected = attack_aucs(rows)
+        got = mia_aucs(rows)
+        for attack, name in MIA_METRIC_NAMES.items():
+            assert got[name] == pytest.approx(expected[attack], abs=1e-12), (attack, shift)
+    assert mia_aucs([r for r in make_mia(0.1, 4) if r["set"] == "member"])["mia_auc"] is None
+
+
 def _build(folder: Path, replicates: int = 300, seed: int = 0):
     import leaderboards
 
@@ -177,8 +193,10 @@ def test_no_per_sample_files_at_all_is_noted(tmp_path):
 
 
 def test_bootstrap_is_fast_on_a_lume_sized_board(tmp_path):
-    """~1,400 items and 2 x 150 MIA documents per run, 8 runs, 1000 replicates: a few seconds."""
+    """~1,400 items and 2 x 150 MIA documents per run, 8 runs, 1000 replicates: a few seconds (with every
+    run's files checked against its record)."""
     import leaderboards
+    from metrics import compute_metrics
 
     rng = random.Random(0)
     ids = item_ids(n_sc=120, n_qa=110)
@@ -188,11 +206,11 @@ def test_bootstrap_is_fast_on_a_lume_sized_board(tmp_path):
             sc = rid[-3:-1] == "sc"
             samples.append({"split": split, "id": rid, "task": task, "kind": "sc" if sc else "qa", "input": "p",
                             "reference": "r", "generation": "g", "regurgitation": rng.random() if sc else None,
-                            "rouge1_recall": None, "knowledge": None if sc else rng.randrange(2)})
+                            "rouge1_recall": rng.random() if sc else None, "knowledge": None if sc else rng.randrange(2)})
         mia = [{"set": s, "id": f"{s}{i}", "n_tokens": 50, "loss": rng.gauss(2, 0.5), "zlib_entropy": 90}
                for s in ("member", "nonmember") for i in range(150)]
         folder = tmp_path / f"run{r}"
-        metrics = {"task_aggregate": 0.5, "mia_score": 0.5, "mmlu": 0.45, "final_score": 0.48 + r / 1000}
+        metrics = compute_metrics(samples, mia, mmlu=0.45, rescore=False)  # the record the files give
         write_record(folder, make_record(f"m{r}", "npo", metrics, run_id=f"run{r}"))
         fileio.write_jsonl(folder / "samples.jsonl", samples)
         fileio.write_jsonl(folder / "mia.jsonl", mia)

@@ -204,3 +204,115 @@ def test_the_console_error_check_can_fail(tmp_path, browser):
     browser.navigate(page.as_uri())
     errors = browser.errors()
     assert any("boom" in e for e in errors) and any("undefinedFunction" in e for e in errors)
+
+
+# -- injection: nothing from the data runs or loads ------------------------------------------------------
+PROBE = """(() => {
+  const all = [...document.querySelectorAll('*')];
+  return {
+    pwned: window.__pwned === undefined ? null : window.__pwned,
+    scripts: document.scripts.length,
+    active: document.querySelectorAll('img,a,iframe,frame,object,embed,svg,math,form,input,button,base,video,audio,'
+                                      + 'source,link[rel=stylesheet],meta[http-equiv=refresh],style:not(head style)').length,
+    handlers: all.filter(e => [...e.attributes].some(a => a.name.toLowerCase().startsWith('on'))).length,
+    title: document.title,
+  };
+})()"""
+
+
+def requested_urls(b: Browser) -> set[str]:
+    return {e["params"]["request"]["url"] for e in b.events if e.get("method") == "Network.requestWillBeSent"}
+
+
+def settle(b: Browser, ms: int = 300) -> None:
+    """Let asynchronous handlers (image errors, timers) run before the page is inspected."""
+    b.send("Runtime.evaluate", {"expression": f"new Promise(r => setTimeout(r, {ms}))", "awaitPromise": True})
+
+
+def test_the_injection_corpus_runs_no_script_and_requests_nothing(tmp_path, browser):
+    import leaderboards
+    from leaderboards.text import visible
+    from test_leaderboard_injection import CORPUS, corpus_board
+
+    lb = corpus_board(tmp_path)
+    leaderboards.write_outputs(lb, tmp_path / "out", ("html",))
+    page = (tmp_path / "out" / "leaderboard.html").as_uri()
+    browser.send("Network.enable")
+    browser.navigate(page)
+    settle(browser)
+    probe = browser.evaluate(PROBE)
+    assert probe == {"pwned": None, "scripts": 1, "active": 0, "handlers": 0, "title": lb.board.title}
+    assert {u for u in requested_urls(browser) if not u.startswith("data:")} == {page}
+    assert browser.errors() == []  # no script error, and no request the page's policy had to block
+    shown = browser.evaluate("Array.from(document.querySelectorAll('#ranked tbody tr td:nth-child(2)'))"
+                             ".map(td => td.textContent)")
+    for label in CORPUS:  # every payload is shown as the text it is
+        assert visible(label) in shown, label
+    assert "{{ 7*7 }}" in shown and "49" not in shown and "$title ${body} <!--body-->" in shown
+
+
+def test_the_probe_catches_an_unescaped_page(tmp_path, browser):
+    """Guard for the test above: the same checks on a page that renders a payload raw."""
+    page = tmp_path / "raw.html"
+    page.write_text("<!DOCTYPE html><html><head><link rel='icon' href='data:,'><title>t</title></head><body><table>"
+                    "<tr><td><img src='http://127.0.0.1:9/x.png' onerror='window.__pwned=1'></td></tr></table></body></html>")
+    browser.send("Network.enable")
+    browser.navigate(page.as_uri())
+    settle(browser)
+    probe = browser.evaluate(PROBE)
+    assert probe["pwned"] == 1 and probe["active"] == 1 and probe["handlers"] == 1
+    assert "http://127.0.0.1:9/x.png" in requested_urls(browser)
+
+
+# -- layout: a 1400 px window, long labels, the twelve terms, intervals -------------------------------------
+def fits(b: Browser, width: int) -> dict:
+    return b.evaluate(f"""(() => {{
+      const cells = [...document.querySelectorAll('td, th')];
+      return {{
+        inner: window.innerWidth,
+        scroll: document.documentElement.scrollWidth,
+        tables: [...document.querySelectorAll('table')].map(t => Math.ceil(t.getBoundingClientRect().right)),
+        clipped: cells.filter(c => c.scrollWidth > c.clientWidth + 1).length,
+      }};
+    }})()""")
+
+
+def test_the_board_fits_a_1400px_window(tmp_path, browser):
+    import leaderboards
+    from test_leaderboard_bootstrap import write_run
+
+    runs = tmp_path / "runs"
+    write_run(runs / "target", "target", "none", 0.9, 0.9, 0.6, 0.49, seed=0)
+    long_word = "npo_gdr_klr-" + "x" * 150
+    write_run(runs / "a0", long_word, "npo_gdr_klr", 0.2, 0.7, 0.1, 0.47, seed=0)
+    write_run(runs / "a1", long_word, "npo_gdr_klr", 0.25, 0.7, 0.1, 0.47, seed=1)
+    write_run(runs / "b", "a very long label with many words " * 6, "gradient_difference", 0.3, 0.6, 0.2, 0.46)
+    write_run(runs / "merge", "zjuklab_merge", "zjuklab_merge", 0.15, 0.75, 0.05, 0.47)
+    write_run(runs / "merge" / "parents" / "over", "zjuklab:over " + "y" * 80, "npo_gdr_klr", 0.05, 0.5, 0.0, 0.45)
+    write_run(runs / "low", "gradient_ascent " + "z" * 60, "gradient_ascent", 0.0, 0.1, 0.0, 0.25)
+    [(_, lb)] = leaderboards.build_leaderboards([runs], "semeval2025", bootstrap=50, progress=False, columns="terms")
+    assert lb.parents and lb.excluded and len(lb.board.columns) == 17
+    assert any(e.ci and e.n_seeds == 2 for e in lb.entries)
+    leaderboards.write_outputs(lb, tmp_path / "out", ("html",))
+    browser.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900, "deviceScaleFactor": 1,
+                                                        "mobile": False})
+    browser.navigate((tmp_path / "out" / "leaderboard.html").as_uri())
+    layout = fits(browser, 1400)
+    assert layout["inner"] == 1400
+    assert layout["scroll"] <= 1400, layout
+    assert max(layout["tables"]) <= 1400 and len(layout["tables"]) == 3, layout
+    assert layout["clipped"] == 0, layout
+    assert browser.errors() == []
+
+
+def test_the_injection_corpus_with_the_terms_fits_a_1400px_window(tmp_path, browser):
+    import leaderboards
+    from test_leaderboard_injection import corpus_board
+
+    lb = corpus_board(tmp_path, columns="terms")
+    leaderboards.write_outputs(lb, tmp_path / "out", ("html",))
+    browser.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900, "deviceScaleFactor": 1,
+                                                        "mobile": False})
+    browser.navigate((tmp_path / "out" / "leaderboard.html").as_uri())
+    layout = fits(browser, 1400)
+    assert layout["scroll"] <= 1400 and max(layout["tables"]) <= 1400 and layout["clipped"] == 0, layout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
@@ -105,12 +106,37 @@ class MetricSpec:
     target: float | None = None
     """For ``direction == "target"``: the ideal value (MIA AUC → 0.5)."""
     in_final_score: bool = False
+    low: float = -math.inf
+    """Smallest valid value (inclusive); ``-inf``: no lower bound. Every value must also be finite."""
+    high: float = math.inf
+    """Largest valid value (inclusive); ``inf``: no upper bound."""
 
     def __post_init__(self) -> None:
         if self.direction not in ("max", "min", "target"):
             raise ValueError(f"metric {self.name}: direction must be max, min or target, got {self.direction!r}")
         if (self.direction == "target") != (self.target is not None):
             raise ValueError(f"metric {self.name}: a target value is required exactly when direction is 'target'")
+        if not self.low <= self.high:
+            raise ValueError(f"metric {self.name}: low {self.low} is above high {self.high}")
+
+    @property
+    def range_text(self) -> str:
+        """The valid range as text: ``[0, 1]``, ``>= 0`` or ``any finite number``."""
+        if math.isinf(self.low) and math.isinf(self.high):
+            return "any finite number"
+        if math.isinf(self.high):
+            return f">= {self.low:g}"
+        if math.isinf(self.low):
+            return f"<= {self.high:g}"
+        return f"[{self.low:g}, {self.high:g}]"
+
+    def value_problem(self, value: float) -> str | None:
+        """Why ``value`` cannot be this metric's value (not finite, or outside the range), or None."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"{value!r} is not a finite number (its declared range: {self.range_text})"
+        if not self.low <= value <= self.high:
+            return f"{value!r} is outside its declared range {self.range_text}"
+        return None
 
     @property
     def higher_is_better(self) -> bool | None:
