@@ -44,6 +44,14 @@ from .mia import MIA_ATTACKS, MIA_SETS, auc, membership_score, weighted_auc
 from .semeval import MIA_METRIC_NAMES, score_rows, sequential_mean, trusted_rows
 
 MEASURE_OF_KIND = {"sc": "regurgitation", "qa": "knowledge"}
+#: An attacked run's record has the method name ``attack:<kind>`` (``unlearnbench attack``).
+ATTACK_METHOD_PREFIX = "attack:"
+
+
+def is_attack_method(name: str) -> bool:
+    """Whether a result record's method name marks an attacked run."""
+    return str(name).startswith(ATTACK_METHOD_PREFIX)
+
 ANSWER_LOSS = "answer_loss/forget"
 ROLES = ("target", "unlearned", "attacked")
 
@@ -287,4 +295,5 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
     return out
 
 
-__all__ = ["RecoverySettings", "Recovery", "RunRows", "recovery", "ANSWER_LOSS"]
+__all__ = ["RecoverySettings", "Recovery", "RunRows", "recovery", "ANSWER_LOSS", "ATTACK_METHOD_PREFIX",
+           "is_attack_method"]

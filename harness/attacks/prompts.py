@@ -151,5 +151,14 @@ def wrap_benchmark(benchmark, template: PromptTemplate, splits: Iterable[str] = 
                                content_hash=benchmark_hash(forget, retain, benchmark.members, benchmark.nonmembers))
 
 
+def wrap_task(task, template: PromptTemplate, splits: Iterable[str] = ("forget",)):
+    """A registered benchmark (:class:`harness.tasks.base.BenchmarkTask`) over the wrapped records: the
+    same class built on :func:`wrap_benchmark`'s data, so its requests, scoring and content hash follow
+    the wrapped prompts. (A benchmark whose requests do not come from its ``data`` cannot be wrapped.)"""
+    wrapped = type(task)(wrap_benchmark(task.data, template, splits))
+    wrapped.name = task.name
+    return wrapped
+
+
 __all__ = ["PLACEHOLDER", "PromptTemplate", "load_templates", "parse_templates", "get_template", "wrap_prompts",
-           "wrap_benchmark", "TEMPLATES_FILE"]
+           "wrap_benchmark", "wrap_task", "TEMPLATES_FILE"]

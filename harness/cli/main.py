@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "harness.cli.commands.evaluate",  # evaluate --model --data --out
     "harness.cli.commands.unlearn",  # unlearn --method --model --data --out; run CONFIG
     "harness.cli.commands.merge",  # merge RUN_A RUN_B ... --how ties --out RUN_DIR
+    "harness.cli.commands.attack",  # attack RUN --kind relearn|quantize|precision|prompt --out RUN_DIR
     "harness.cli.commands.analyze",  # analyze merges|density|curves|angles
     "harness.cli.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
     "harness.cli.commands.demo",  # demo [--quick]: the whole pipeline on the embedded world
