@@ -153,3 +153,32 @@ def test_standard_boards_leave_attack_runs_out(runs):
     seen = [str(r.path) for r in found.records] + [s.path for s in found.skipped]
     assert any("ga" in Path(p).parent.name for p in seen)  # the parent is considered
     assert not any(Path(p).parent.name.startswith(("ga+", "cli-", "collect-")) for p in seen)
+
+
+def test_robust_board_ranks_by_the_worst_attack(runs, tmp_path):
+    """The robust board: one entry per attacked run, worst recovery over its attacks, its final score."""
+    from harness.cli.main import main
+    from leaderboards import get_board
+    from leaderboards.robust import build_robust_board
+
+    lb = build_robust_board([runs["root"]], get_board("robust"))
+    (entry,) = [e for e in lb.entries if e.label == "grad_ascent"]
+    recs = {}
+    for run in runs["root"].iterdir():
+        robust = run / "robust.json"
+        if robust.is_file():
+            data = json.loads(robust.read_text())
+            values = [data["recovery"][m]["recovered"] for m in ("forget/all/regurgitation", "forget/all/knowledge")
+                      if m in data["recovery"] and data["recovery"][m]["recovered"] is not None]
+            if values:
+                recs.setdefault(data["kind"], []).append(max(values))
+    expected_worst = max(v for vs in recs.values() for v in vs) if recs else None
+    assert entry.values["robust/worst"] == pytest.approx(expected_worst)
+    assert entry.values["robust/score"] == pytest.approx(1 - expected_worst)
+    for kind, values in recs.items():
+        assert entry.values[f"recovered/{kind}"] == pytest.approx(max(values))
+    # through the CLI, into files
+    out = tmp_path / "robust"
+    assert main(["-q", "leaderboard", str(runs["root"]), "--board", "robust", "--format", "csv,md",
+                 "--out", str(out)]) == 0
+    assert "grad_ascent" in (out / "leaderboard.csv").read_text() or any(out.iterdir())
