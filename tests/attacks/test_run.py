@@ -155,30 +155,54 @@ def test_standard_boards_leave_attack_runs_out(runs):
     assert not any(Path(p).parent.name.startswith(("ga+", "cli-", "collect-")) for p in seen)
 
 
+def _fake_attack(root: Path, parent: Path, name: str, kind: str, recovered: dict) -> None:
+    """An attacked run folder with a chosen robust.json (the builder reads only the records)."""
+    from harness.core.records import write_result
+
+    run = root / name
+    run.mkdir(parents=True, exist_ok=True)
+    result = read_result(parent)
+    write_result(run, result.model_copy(update={"label": name, "method": result.method.model_copy(
+        update={"name": f"attack:{kind}"})}))
+    (run / "robust.json").write_text(json.dumps({"kind": kind, "parent": str(parent.resolve()), "recovery": {
+        m: {"recovered": v, "ci": None if v is None else [v - 0.1, v + 0.1], "reason": None}
+        for m, v in recovered.items()}}))
+
+
 def test_robust_board_ranks_by_the_worst_attack(runs, tmp_path):
-    """The robust board: one entry per attacked run, worst recovery over its attacks, its final score."""
+    """Hand-computed: A's attacks recover at most 0.6 (its 4-bit quantisation's knowledge), B's 0.2;
+    B ranks first with score 0.8, A second with 0.4; per kind the largest of that kind's runs."""
+    import shutil
+
     from harness.cli.main import main
     from leaderboards import get_board
     from leaderboards.robust import build_robust_board
 
-    lb = build_robust_board([runs["root"]], get_board("robust"))
-    (entry,) = [e for e in lb.entries if e.label == "grad_ascent"]
-    recs = {}
-    for run in runs["root"].iterdir():
-        robust = run / "robust.json"
-        if robust.is_file():
-            data = json.loads(robust.read_text())
-            values = [data["recovery"][m]["recovered"] for m in ("forget/all/regurgitation", "forget/all/knowledge")
-                      if m in data["recovery"] and data["recovery"][m]["recovered"] is not None]
-            if values:
-                recs.setdefault(data["kind"], []).append(max(values))
-    expected_worst = max(v for vs in recs.values() for v in vs) if recs else None
-    assert entry.values["robust/worst"] == pytest.approx(expected_worst)
-    assert entry.values["robust/score"] == pytest.approx(1 - expected_worst)
-    for kind, values in recs.items():
-        assert entry.values[f"recovered/{kind}"] == pytest.approx(max(values))
+    root = tmp_path / "board"
+    a, b = root / "A", root / "B"
+    for parent, label in ((a, "method-A"), (b, "method-B")):
+        shutil.copytree(runs["ga"], parent, ignore=shutil.ignore_patterns("model"))
+        from harness.core.records import write_result
+
+        write_result(parent, read_result(parent).model_copy(update={"label": label}))
+    _fake_attack(root, a, "A+q8", "quantize", {"forget/all/regurgitation": 0.1, "forget/all/knowledge": -0.2})
+    _fake_attack(root, a, "A+q4", "quantize", {"forget/all/regurgitation": 0.3, "forget/all/knowledge": 0.6})
+    _fake_attack(root, a, "A+bf16", "precision", {"forget/all/regurgitation": 0.05, "forget/all/knowledge": None})
+    _fake_attack(root, b, "B+q4", "quantize", {"forget/all/regurgitation": 0.2, "forget/all/knowledge": None,
+                                               "answer_loss/forget": 0.9})  # not a summary metric
+    _fake_attack(root, b, "B+prompt", "prompt", {"forget/all/regurgitation": None})
+    lb = build_robust_board([root], get_board("robust"))
+    by_label = {e.label: e for e in lb.entries}
+    A, B = by_label["method-A"], by_label["method-B"]
+    assert (A.values["robust/worst"], A.values["robust/score"]) == pytest.approx((0.6, 0.4))
+    assert (A.values["recovered/quantize"], A.values["recovered/precision"]) == pytest.approx((0.6, 0.05))
+    assert (B.values["robust/worst"], B.values["robust/score"]) == pytest.approx((0.2, 0.8))
+    assert B.values["recovered/prompt"] is None
+    assert (B.rank, A.rank) == (1, 2)
+    assert A.ci["robust/worst"] == pytest.approx((0.5, 0.7)) and A.ci["robust/score"] == pytest.approx((0.3, 0.5))
+    assert A.values["final_score_utility"] == read_result(runs["ga"]).metrics.get("final_score_utility")
     # through the CLI, into files
-    out = tmp_path / "robust"
-    assert main(["-q", "leaderboard", str(runs["root"]), "--board", "robust", "--format", "csv,md",
-                 "--out", str(out)]) == 0
-    assert "grad_ascent" in (out / "leaderboard.csv").read_text() or any(out.iterdir())
+    out = tmp_path / "out"
+    assert main(["-q", "leaderboard", str(root), "--board", "robust", "--format", "csv,md", "--out", str(out)]) == 0
+    text = "".join(p.read_text() for p in out.iterdir() if p.suffix in (".csv", ".md"))
+    assert "method-A" in text and "method-B" in text and "0.400" in text
