@@ -176,33 +176,52 @@ class _Attack:
             _check_params("relearn", p, ("source", "fraction", "seed", "training"))
             self.relearn_settings = RelearnSettings(**p)
 
+    def _check_out(self) -> None:
+        """Refuse an output folder that would overwrite or sit inside an input (the attacked run, the target
+        run, the parent's model or the benchmark): ``--force`` clears the output's model and records."""
+        out = self.out.resolve()
+        inputs = {"the attacked run": self.parent.run_dir, "the parent's model": Path(self.parent.model_path),
+                  "the benchmark": Path(self.parent.config["data"])}
+        if self.opts.target:
+            inputs["the target run"] = Path(self.opts.target)
+        for what, path in inputs.items():
+            path = path.resolve()
+            if out == path or path in out.parents or out in path.parents:
+                raise AttackError(f"--out {self.out} {'is' if out == path else 'overlaps'} {what} ({path}); "
+                                  "write the attacked run to a folder of its own")
+        if (self.out / "result.json").exists() and not self.opts.force:
+            raise AttackError(f"{self.out} already holds a finished run; choose another --out or pass --force")
+
+    def _prepare_folder(self, config) -> None:
+        """As an unlearning run's folder: stale outputs of an earlier run go, the config is written first."""
+        import shutil
+
+        from harness.core.records import RESULT_FILE, TRAIN_LOG_FILE, write_config
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in (RESULT_FILE, ROBUST_FILE, TRAIN_LOG_FILE, MODEL_DIR):
+            path = self.out / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        write_config(self.out, config)
+
     def run(self) -> AttackOutcome:
         from harness.backends.loading import load_model, model_info
         from harness.core.records import MethodInfo, RunConfig
         from harness.evaluation.pipeline import RunInfo, evaluate_model
         from harness.tasks import load_task
+        from harness.training.runner import attach_run_log
 
         self._validate()
+        self._check_out()
         cfg = self.parent.config
-        if (self.out / "result.json").exists() and not self.opts.force:
-            raise AttackError(f"{self.out} already holds a finished run; choose another --out or pass --force")
         eval_dtype = self.params["dtype"] if self.kind == "precision" else self.dtype
         settings = eval_settings_from(cfg["eval"], progress=self.opts.progress, dtype=eval_dtype, device=self.device)
         task = load_task(cfg["data"], name=cfg.get("benchmark"), mia=cfg.get("mia"))
-        try:
-            model, tokenizer = load_model(self.parent.model_path, dtype=self.dtype, device=self.device)
-        except ValueError as exc:
-            raise AttackError(str(exc)) from exc
-        self.out.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        model, task = self._apply(model, tokenizer, task)
-        attack_seconds = time.perf_counter() - started
         save = self.opts.save_model if self.opts.save_model is not None else self.kind in ("relearn", "quantize")
         model_dir = self.out / MODEL_DIR
-        if save:
-            from harness.training.loop import save_model_dir
-
-            save_model_dir(model, tokenizer, model_dir)
         label = self.opts.label or _default_label(self.kind, self.params, self.parent.result.label)
         params = {"kind": self.kind, **_jsonable(self.params), "parent": str(self.parent.run_dir),
                   "target": str(Path(self.opts.target).resolve()) if self.opts.target else None}
@@ -212,18 +231,37 @@ class _Attack:
                            parent_labels=[self.parent.result.label], data=cfg["data"], mia=cfg.get("mia"),
                            benchmark=task.name, seed=cfg.get("seed"), device=self.device, dtype=eval_dtype,
                            eval=settings.to_dict())
-        info = RunInfo(model_info=model_info(model, id=str(model_dir if save else self.parent.model_path),
-                                             base_model=cfg.get("base_model")),
-                       method_info=MethodInfo(name=config.method, params=params), label=label,
-                       parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
-                       config=config, seed=cfg.get("seed"))
-        backend = settings.make_backend(model, tokenizer,
-                                        model_path=model_dir if save else self.parent.model_path)
-        result = evaluate_model(model, tokenizer, task, settings, self.out, info, backend=backend)
-        recovery = None
-        if self.opts.target:
-            result, recovery = self._recovery(task, result)
-        return AttackOutcome(self.out, result, self.report, recovery, attack_seconds)
+        try:
+            model, tokenizer = load_model(self.parent.model_path, dtype=self.dtype, device=self.device)
+        except ValueError as exc:
+            raise AttackError(str(exc)) from exc
+        self._prepare_folder(config)
+        handler = attach_run_log(self.out)  # log.txt, as an unlearning run's
+        try:
+            log.info("attack %s on %s (%s), params %s", self.kind, self.parent.run_dir, self.parent.model_path,
+                     self.params)
+            started = time.perf_counter()
+            model, task = self._apply(model, tokenizer, task)
+            attack_seconds = time.perf_counter() - started
+            log.info("the attack took %.1f s", attack_seconds)
+            if save:
+                from harness.training.loop import save_model_dir
+
+                save_model_dir(model, tokenizer, model_dir)
+            info = RunInfo(model_info=model_info(model, id=str(model_dir if save else self.parent.model_path),
+                                                 base_model=cfg.get("base_model")),
+                           method_info=MethodInfo(name=config.method, params=params), label=label,
+                           parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
+                           config=config, seed=cfg.get("seed"))
+            backend = settings.make_backend(model, tokenizer, model_path=model_dir if save else self.parent.model_path)
+            result = evaluate_model(model, tokenizer, task, settings, self.out, info, backend=backend)
+            recovery = None
+            if self.opts.target:
+                result, recovery = self._recovery(task, result)
+            return AttackOutcome(self.out, result, self.report, recovery, attack_seconds)
+        finally:
+            logging.getLogger("unlearnbench").removeHandler(handler)
+            handler.close()
 
     def _apply(self, model, tokenizer, task):
         if self.kind == "quantize":
@@ -246,9 +284,7 @@ class _Attack:
             from harness.core.types import UnlearnContext
 
             started = time.perf_counter()
-            log_path = self.out / TRAIN_LOG_FILE
-            if log_path.exists():
-                log_path.unlink()
+            log_path = self.out / TRAIN_LOG_FILE  # cleared by _prepare_folder
 
             def log_event(event):
                 fileio.append_jsonl(log_path, {**event, "time": round(time.perf_counter() - started, 3)})

@@ -206,3 +206,26 @@ def test_robust_board_ranks_by_the_worst_attack(runs, tmp_path):
     assert main(["-q", "leaderboard", str(root), "--board", "robust", "--format", "csv,md", "--out", str(out)]) == 0
     text = "".join(p.read_text() for p in out.iterdir() if p.suffix in (".csv", ".md"))
     assert "method-A" in text and "method-B" in text and "0.400" in text
+
+
+def test_attack_run_folder_as_an_unlearning_runs(runs):
+    """The folder is handled as `unlearn` handles its own: log.txt, and --force clears what the earlier
+    run left (a precision attack over a quantised one keeps neither its model/ nor its robust.json);
+    an output that would overwrite or sit inside an input is refused before any work."""
+    from harness.attacks.run import ROBUST_FILE, run_attack
+
+    out = runs["root"] / "redo"
+    run_attack(runs["ga"], "quantize", out, params={"bits": 8}, target=runs["target"], replicates=0, progress=False)
+    assert (out / "model").is_dir() and (out / ROBUST_FILE).is_file()
+    assert "attack quantize on" in (out / "log.txt").read_text()
+    run_attack(runs["ga"], "precision", out, params={"dtype": "bfloat16"}, force=True, progress=False)
+    assert not (out / "model").exists() and not (out / ROBUST_FILE).exists()
+    assert read_config(out)["method"] == "attack:precision" and read_result(out).method.name == "attack:precision"
+    before = sorted(p.name for p in runs["ga"].iterdir())
+    for bad, what in [(runs["ga"], "is the attacked run"), (runs["ga"] / "sub", "overlaps the attacked run"),
+                      (runs["target"], "is the target run"), (runs["bench"] / "x", "overlaps the benchmark"),
+                      (runs["root"], "overlaps the attacked run")]:
+        with pytest.raises(AttackError, match=what):
+            run_attack(runs["ga"], "quantize", bad, params={"bits": 8}, target=runs["target"], force=True,
+                       progress=False)
+    assert sorted(p.name for p in runs["ga"].iterdir()) == before and not (runs["ga"] / "sub").exists()
