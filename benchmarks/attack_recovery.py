@@ -133,7 +133,7 @@ def summarise(work: Path, steps: Steps) -> dict:
         result["target_prompts"][attack] = {m: (r or {}).get("attacked") for m, r in recs.items()}
         values.append(f"| target+{attack} | all | " + " | ".join(f"{_value(recs[m], 'target')} / - / {_value(recs[m], 'attacked')}"
                                                              for m in SUMMARY_METRICS) + " |")
-    board = work / "robust" / "robust.md"
+    board = work / "robust" / "leaderboard.md"
     text = ["## Recovered share of the unlearning gap (95% paired-bootstrap interval)", "", *rows, "",
             "## Metric values (pooled over the three tasks; MIA AUC of the loss attack)", "", *values, "",
             "## Robust board", "", board.read_text() if board.is_file() else "(not built)", "",
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "--out", str(out), "--bootstrap", "0", "--no-progress"]
                   + (["--force"] if args.force else []), out / "robust.json")
     steps.force = True  # the board is cheap and must reflect every run
-    steps.run("robust-board", ["leaderboard", str(runs), "--board", "robust", "--out", str(work / "robust")],
+    steps.run("robust-board", ["leaderboard", str(runs), "--board", "robust", "--format", "csv,md,html", "--out", str(work / "robust")],
               work / "robust")
     print("load at end:", _uptime(), flush=True)
     summarise(work, steps)
