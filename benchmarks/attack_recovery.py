@@ -13,7 +13,8 @@ holds a result, so an interrupted measurement resumes; ``--force`` redoes everyt
 3. ``unlearnbench unlearn`` with ``grad_ascent`` and ``zjuklab_merge`` at settings that forget on this
    world (:data:`METHODS`; the recipe of the demo presets, baselines/presets.py);
 4. ``unlearnbench attack`` of both unlearned runs with every attack of :data:`ATTACKS`, with
-   ``--target``; and the prompt templates on the target itself, because a wrapper can also hurt the
+   ``--target`` (an attack step is done when its ``robust.json`` exists; an interrupted one is redone
+   with ``--force``); and the prompt templates on the target itself, because a wrapper can also hurt the
    target (docs/attacks.md);
 5. ``unlearnbench leaderboard --board robust``.
 
@@ -102,14 +103,24 @@ def _value(rec: dict | None, which: str) -> str:
     return "-" if not rec or rec.get(which) is None else f"{rec[which]:.3f}"
 
 
+def _row(*cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _values(recs: dict, which: tuple[str, ...] = ("target", "unlearned", "attacked")) -> list[str]:
+    return [" / ".join(_value(recs[m], k) if k else "-" for k in which) for m in SUMMARY_METRICS]
+
+
 def summarise(work: Path, steps: Steps) -> dict:
     """WORK/summary.json and WORK/summary.md from the runs' robust.json files (pooled values and
     recoveries as :mod:`metrics.robust` computed them) and the steps' wall times."""
     runs = work / "runs"
     result: dict = {"methods": {}, "target_prompts": {}, "times": steps.times}
-    rows = ["| method | attack | " + " | ".join(f"recovered {m}" for m in SUMMARY_METRICS) + " | attack s | step wall s |",
-            "|---|---|" + "---|" * (len(SUMMARY_METRICS) + 2)]
-    values = ["| run | forget records | " + " | ".join(f"{m}: target / unlearned / attacked" for m in SUMMARY_METRICS) + " |", "|---|---|" + "---|" * len(SUMMARY_METRICS)]
+    n = len(SUMMARY_METRICS)
+    rows = [_row("method", "attack", *(f"recovered {m}" for m in SUMMARY_METRICS), "attack s", "step wall s"),
+            _row(*["---"] * (n + 4))]
+    values = [_row("run", "forget records", *(f"{m}: target / unlearned / attacked" for m in SUMMARY_METRICS)),
+              _row(*["---"] * (n + 2))]
     for method in METHODS:
         result["methods"][method] = {}
         for attack in ATTACKS:
@@ -117,22 +128,18 @@ def summarise(work: Path, steps: Steps) -> dict:
             robust = json.loads((run / "robust.json").read_text())
             record = json.loads((run / "result.json").read_text())
             recs = {m: robust["recovery"].get(m) for m in SUMMARY_METRICS}
-            entry = {"recovery": recs, "held_out_records": robust.get("held_out_records"),
+            held_out = robust.get("held_out_records")
+            entry = {"recovery": recs, "held_out_records": held_out,
                      "attack_seconds": record.get("timings", {}).get("attack"), "step": steps.times.get(run.name)}
             result["methods"][method][attack] = entry
             wall = (entry["step"] or {}).get("wall_s", "(earlier run)")
-            rows.append(f"| {method} | {attack} | " + " | ".join(_fmt(recs[m]) for m in SUMMARY_METRICS)
-                        + f" | {entry['attack_seconds']} | {wall} |")
-            held_out = robust.get("held_out_records")
-            values.append(f"| {run.name} | {f'held-out {held_out}' if held_out else 'all'} | "
-                          + " | ".join(" / ".join(_value(recs[m], k) for k in ("target", "unlearned", "attacked"))
-                                       for m in SUMMARY_METRICS) + " |")
+            rows.append(_row(method, attack, *(_fmt(recs[m]) for m in SUMMARY_METRICS), entry["attack_seconds"], wall))
+            values.append(_row(run.name, f"held-out {held_out}" if held_out else "all", *_values(recs)))
     for attack in TARGET_ATTACKS:
         robust = json.loads((work / "target_prompts" / f"target+{attack}" / "robust.json").read_text())
         recs = {m: robust["recovery"].get(m) for m in SUMMARY_METRICS}
         result["target_prompts"][attack] = {m: (r or {}).get("attacked") for m, r in recs.items()}
-        values.append(f"| target+{attack} | all | " + " | ".join(f"{_value(recs[m], 'target')} / - / {_value(recs[m], 'attacked')}"
-                                                             for m in SUMMARY_METRICS) + " |")
+        values.append(_row(f"target+{attack}", "all", *_values(recs, ("target", "", "attacked"))))
     board = work / "robust" / "leaderboard.md"
     text = ["## Recovered share of the unlearning gap (95% paired-bootstrap interval)", "", *rows, "",
             "## Metric values (pooled over the three tasks; MIA AUC of the loss attack)", "", *values, "",
@@ -174,16 +181,16 @@ def main(argv: list[str] | None = None) -> int:
             out = runs / f"{method}+{attack}"
             steps.run(f"{method}+{attack}", ["attack", str(runs / method), *attack_args, "--target",
                                              str(runs / "target"), "--out", str(out), "--bootstrap",
-                                             str(args.bootstrap), "--no-progress"] + (["--force"] if args.force else []),
+                                             str(args.bootstrap), "--no-progress", "--force"],
                       out / "robust.json")
     for attack in TARGET_ATTACKS:  # outside runs/: the robust board ranks unlearned runs only
         out = work / "target_prompts" / f"target+{attack}"
-        steps.run(f"target+{attack}", ["attack", str(runs / "target"), *ATTACKS[attack], "--target", str(runs / "target"),
-                                       "--out", str(out), "--bootstrap", "0", "--no-progress"]
-                  + (["--force"] if args.force else []), out / "robust.json")
+        steps.run(f"target+{attack}", ["attack", str(runs / "target"), *ATTACKS[attack], "--target",
+                                       str(runs / "target"), "--out", str(out), "--bootstrap", "0", "--no-progress",
+                                       "--force"], out / "robust.json")
     steps.force = True  # the board is cheap and must reflect every run
-    steps.run("robust-board", ["leaderboard", str(runs), "--board", "robust", "--format", "csv,md,html", "--out", str(work / "robust")],
-              work / "robust")
+    steps.run("robust-board", ["leaderboard", str(runs), "--board", "robust", "--format", "csv,md,html", "--out",
+                               str(work / "robust")], work / "robust")
     print("load at end:", _uptime(), flush=True)
     summarise(work, steps)
     print((work / "summary.md").read_text())
