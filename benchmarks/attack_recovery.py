@@ -69,12 +69,15 @@ def _uptime() -> str:
 class Steps:
     def __init__(self, work: Path, cli: list[str], force: bool):
         self.work, self.cli, self.force = work, cli, force
+        self.times_file = work / "times.json"
+        """Each step's wall time as measured when it ran (kept across resumed measurements)."""
+        self.measured: dict[str, dict] = json.loads(self.times_file.read_text()) if self.times_file.is_file() else {}
         self.times: dict[str, dict] = {}
 
     def run(self, name: str, args: list[str], done: Path) -> None:
         if done.exists() and not self.force:
             print(f"[skip] {name}: {done} exists", flush=True)
-            self.times[name] = {"skipped": True}
+            self.times[name] = {**self.measured.get(name, {}), "skipped": True}
             return
         load_before = _uptime()
         print(f"[run ] {name}: {' '.join(args)}", flush=True)
@@ -87,6 +90,8 @@ class Steps:
             sys.exit(f"{name} failed (exit {proc.returncode}); log: {self.work / 'logs' / (name + '.log')}\n"
                      + (proc.stderr or proc.stdout)[-3000:])
         self.times[name] = {"wall_s": round(seconds, 1), "uptime_before": load_before, "uptime_after": _uptime()}
+        self.measured[name] = self.times[name]
+        self.times_file.write_text(json.dumps(self.measured, indent=1), encoding="utf-8")
         print(f"       {seconds:.1f} s", flush=True)
 
 
@@ -132,7 +137,7 @@ def summarise(work: Path, steps: Steps) -> dict:
             entry = {"recovery": recs, "held_out_records": held_out,
                      "attack_seconds": record.get("timings", {}).get("attack"), "step": steps.times.get(run.name)}
             result["methods"][method][attack] = entry
-            wall = (entry["step"] or {}).get("wall_s", "(earlier run)")
+            wall = (entry["step"] or {}).get("wall_s", "(not measured)")
             rows.append(_row(method, attack, *(_fmt(recs[m]) for m in SUMMARY_METRICS), entry["attack_seconds"], wall))
             values.append(_row(run.name, f"held-out {held_out}" if held_out else "all", *_values(recs)))
     for attack in TARGET_ATTACKS:
@@ -145,8 +150,9 @@ def summarise(work: Path, steps: Steps) -> dict:
             "## Metric values (pooled over the three tasks; MIA AUC of the loss attack)", "", *values, "",
             "## Robust board", "", board.read_text() if board.is_file() else "(not built)", "",
             "## Wall times (one run each)", ""]
-    text += [f"- {name}: {t.get('wall_s', 'skipped (earlier run)')} s; before: {t.get('uptime_before', '')}; "
-             f"after: {t.get('uptime_after', '')}" for name, t in steps.times.items()]
+    text += [f"- {name}: " + (f"{t['wall_s']} s{' (an earlier run)' if t.get('skipped') else ''}; before: "
+                              f"{t['uptime_before']}; after: {t['uptime_after']}" if "wall_s" in t else "not measured")
+             for name, t in steps.times.items()]
     (work / "summary.md").write_text("\n".join(text) + "\n", encoding="utf-8")
     (work / "summary.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result

@@ -36,7 +36,7 @@ def test_summary_reads_each_attacks_robust_json(tmp_path):
     out = attack_recovery.summarise(tmp_path, steps)
     text = (tmp_path / "summary.md").read_text()
     # the 4-bit quantisation is the second attack: (0.28 - 0.2) / 0.8 = 0.1
-    assert "| grad_ascent | quantize-4bit | +0.10 [+0.00, +0.90] | n/a | - | - | 2.5 | (earlier run) |" in text
+    assert "| grad_ascent | quantize-4bit | +0.10 [+0.00, +0.90] | n/a | - | - | 2.5 | (not measured) |" in text
     assert "| zjuklab_merge+relearn-forget0.5 | held-out 150 |" in text
     assert "| target+prompt-qa_format | all | 1.000 / - / 0.400 |" in text
     assert out["methods"]["grad_ascent"]["quantize-4bit"]["attack_seconds"] == 2.5
@@ -56,3 +56,13 @@ def test_steps_skip_finished_runs_and_stop_on_a_failure(tmp_path):
     assert steps.times["ok"]["wall_s"] >= 0 and (tmp_path / "logs" / "ok.log").read_text().startswith("hi")
     with pytest.raises(SystemExit, match="failed"):
         steps.run("bad", ["raise SystemExit(3)"], tmp_path / "missing")
+
+
+def test_wall_times_survive_a_resumed_measurement(tmp_path):
+    target = tmp_path / "out"
+    first = attack_recovery.Steps(tmp_path, [sys.executable, "-c"], force=False)
+    first.run("step", [f"open({str(target)!r}, 'w').close()"], target)
+    measured = first.times["step"]["wall_s"]
+    again = attack_recovery.Steps(tmp_path, [sys.executable, "-c"], force=False)
+    again.run("step", ["raise SystemExit(1)"], target)  # finished: skipped, its earlier time kept
+    assert again.times["step"]["wall_s"] == measured and again.times["step"]["skipped"]
