@@ -7,12 +7,17 @@ from harness.core.registry import register_method
 from harness.training import mean_nll
 
 from .base import LossMethod
+from .presets import demo_preset
 from .npo import npo_term
 
 
 @register_method("npo_gdr")
 class NPOGradDiff(LossMethod):
     """NPO on forget + retain NLL (NPO-GDR)."""
+
+    #: World-board final score per learning rate of the demo recipe (baselines.presets):
+    #: 5e-4: 0.303, 1e-3: 0.328, 2e-3: 0.333, 3e-3: 0.339, 5e-3: 0.409.
+    presets = {"demo": demo_preset(5e-3)}
 
     def __init__(self, beta: PositiveFloat = 0.1, npo_weight: NonNegativeFloat = 1.0,
                  retain_weight: NonNegativeFloat = 1.0, **training):

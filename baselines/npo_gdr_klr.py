@@ -38,6 +38,7 @@ from harness.training import kl_ref_to_model, mean_nll
 
 from .base import LossMethod
 from .npo import npo_term
+from .presets import demo_preset
 
 Formulation = Literal["standard", "zjuklab"]
 FORMULATIONS = typing.get_args(Formulation)
@@ -56,6 +57,10 @@ class NPOGradDiffKL(LossMethod):
     """NPO + retain KL + retain NLL, three weights (the ZJUKLAB objective; presets zjuklab_over/_under)."""
 
     presets = {
+        # World-board final score per learning rate of the demo recipe (baselines.presets), with the
+        # default weights (1, 1, 1) and formulation: 5e-4: 0.303, 1e-3: 0.329, 2e-3: 0.371, 3e-3: 0.402,
+        # 5e-3: 0.435.
+        "demo": demo_preset(5e-3),
         "zjuklab_over": {**_ZJUKLAB_COMMON, "npo_weight": 0.4, "kl_weight": 0.4, "retain_weight": 0.2,
                          "per_device_batch_size": 1},
         "zjuklab_under": {**_ZJUKLAB_COMMON, "npo_weight": 0.3, "kl_weight": 0.3, "retain_weight": 0.4,
@@ -64,19 +69,15 @@ class NPOGradDiffKL(LossMethod):
 
     def __init__(self, beta: PositiveFloat = 0.1, npo_weight: NonNegativeFloat = 1.0, kl_weight: NonNegativeFloat = 1.0,
                  retain_weight: NonNegativeFloat = 1.0, formulation: Formulation = "standard",
-                 preset: str | None = None,
                  **training):
         super().__init__(**training)
         if formulation not in FORMULATIONS:
             raise ValueError(f"formulation must be one of {list(FORMULATIONS)}, got {formulation!r}")
-        if preset is not None and preset not in self.presets:
-            raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(self.presets)}")
         self.beta = beta
         self.npo_weight = npo_weight
         self.kl_weight = kl_weight
         self.retain_weight = retain_weight
         self.formulation = formulation
-        self.preset = preset  # recorded; its values are applied by harness.training.runner.resolve_params
 
     def reference_needs(self):
         needs = {("forget", "label_logprobs")}

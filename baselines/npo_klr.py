@@ -7,12 +7,17 @@ from harness.core.registry import register_method
 from harness.training import kl_ref_to_model
 
 from .base import LossMethod
+from .presets import demo_preset
 from .npo import npo_term
 
 
 @register_method("npo_klr")
 class NPOKL(LossMethod):
     """NPO on forget + KL(reference ‖ model) on retain (NPO-KLR)."""
+
+    #: World-board final score per learning rate of the demo recipe (baselines.presets):
+    #: 5e-4: 0.303, 1e-3: 0.323, 2e-3: 0.329, 3e-3: 0.376, 5e-3: 0.426.
+    presets = {"demo": demo_preset(5e-3)}
 
     def __init__(self, beta: PositiveFloat = 0.1, npo_weight: NonNegativeFloat = 1.0,
                  kl_weight: NonNegativeFloat = 1.0, **training):

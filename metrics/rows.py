@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from harness.core.errors import DataError
 from harness.core.fileio import text_lines
@@ -26,9 +26,9 @@ def _where(index: int | None) -> str:
     return f"row {index}: " if index is not None else ""
 
 
-def _row_checker(row: Any, index: int | None, path: str | Path | None, line: int | None):
+def row_checker(row: Any, index: int | None, path: str | Path | None, line: int | None):
     """Check that ``row`` is an object with a non-empty string ``id``; return a function that builds
-    a :class:`DataError` naming the row's position and id (shared by both row kinds)."""
+    a :class:`DataError` naming the row's position and id (shared by every row kind)."""
     if not isinstance(row, Mapping):
         raise DataError(f"{_where(index)}expected a JSON object, got {type(row).__name__}", path, line)
     record_id = row.get("id")
@@ -41,6 +41,23 @@ def _row_checker(row: Any, index: int | None, path: str | Path | None, line: int
     return fail
 
 
+def group_by_set(rows: Iterable[Any], check: Callable[..., str],
+                 path: str | Path | None = None) -> dict[str, list[Mapping[str, Any]]]:
+    """Validate in-memory rows with ``check(row, index=..., path=...)`` (which returns the row's set)
+    and group them by set, order kept. An id twice in one set is an error naming both rows."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(rows):
+        set_name = check(row, index=index, path=path)
+        key = (set_name, row["id"])
+        if key in seen:
+            raise DataError(f"row {index}: item appears twice in set {set_name!r} (first as row {seen[key]})",
+                            path, None, row["id"])
+        seen[key] = index
+        grouped.setdefault(set_name, []).append(row)
+    return grouped
+
+
 def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
                 line: int | None = None) -> str:
     """Validate one ``samples.jsonl`` row and return its kind (``sc`` or ``qa``).
@@ -49,7 +66,7 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
     rule (drop the last character, look for ``sc``/``qa``); when both exist they must agree.
     ``index`` is the 0-based position (for in-memory rows), ``path``/``line`` the file position.
     """
-    fail = _row_checker(row, index, path, line)
+    fail = row_checker(row, index, path, line)
 
     split = row.get("split")
     if split not in SPLITS:
@@ -75,7 +92,7 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
 def check_mia_row(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
                   line: int | None = None) -> None:
     """Validate one ``mia.jsonl`` row: ``set``, ``id``, a finite ``loss``; optional attack fields."""
-    fail = _row_checker(row, index, path, line)
+    fail = row_checker(row, index, path, line)
 
     if row.get("set") not in MIA_SETS:
         raise fail(f"field 'set' must be one of {', '.join(MIA_SETS)}, got {row.get('set')!r}")

@@ -14,6 +14,10 @@ A run folder (see :mod:`harness.core.records`) gets ``config.json``, ``train_log
 ``snapshots/`` and ``checkpoints/``, and after evaluation ``result.json``, ``samples.jsonl``,
 ``mia.jsonl``. A finished run with the same settings is skipped (HELM style); a finished run with
 different settings is refused unless ``force``.
+
+Every run is checked for doing nothing (:mod:`harness.training.noop`): a run whose forget answer
+loss barely moved is warned about in its log and flagged in ``config.json`` and the result record
+(``flags.no_op_suspected``, with both losses).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ log = logging.getLogger("unlearnbench.runner")
 MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
-_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "seed", "dtype", "eval")
+_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "benchmark_options", "seed", "dtype",
+                  "eval")
 #: Evaluation settings that earlier versions recorded and that no longer exist (``model_path``: vLLM's
 #: folder, now part of building its backend); ignored when a finished run's config is compared.
 _RETIRED_EVAL_KEYS = ("model_path",)
@@ -133,6 +138,8 @@ def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names:
     explicit_sources: dict[str, str] = {}
     for i, layer in enumerate(layers):
         source = source_names[i] if i < len(source_names) and source_names[i] else "parameters"
+        if layer.get("preset") is not None and "preset" not in defaults:
+            raise ConfigError(f"method {name!r} has no presets (it takes no 'preset' parameter)")
         unknown = sorted(set(layer) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown hyperparameter(s) {unknown} for method {name!r} (from {source}); valid: "
@@ -195,7 +202,8 @@ def _finished(run_dir: Path, evaluate: bool) -> bool:
     return (run_dir / MODEL_DIR).is_dir() and (run_dir / CONFIG_FILE).is_file()
 
 
-def _attach_log(run_dir: Path) -> logging.Handler:
+def attach_run_log(run_dir: Path) -> logging.Handler:
+    """Copy the ``unlearnbench`` loggers' INFO messages into ``run_dir/log.txt`` (remove the handler when done)."""
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
@@ -227,6 +235,8 @@ class RunOptions:
     mia: str | Path | None = None
     benchmark: str | None = None
     """The registered benchmark the data holds (default: detected from the folder)."""
+    benchmark_options: dict[str, str] | None = None
+    """The benchmark's own options (``--benchmark-option``, ``--reference``)."""
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -268,7 +278,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
     # --out is checked before anything is loaded or trained (not a file, not an input, not around one).
     tx = RunTransaction(run_dir, command=opts.command, token=shared_token(), main=is_main_process(),
                         inputs=output_inputs(model=model, data=data, mia=opts.mia, settings=opts.eval_settings))
-    task = load_task(data, name=opts.benchmark, mia=opts.mia)
+    task = load_task(data, name=opts.benchmark, mia=opts.mia, options=opts.benchmark_options)
     try:
         opts.device = resolve_device(opts.device)
     except ValueError as exc:
@@ -288,6 +298,7 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         base_model=base_model, data=str(Path(data).resolve()), mia=str(opts.mia) if opts.mia else None,
         seed=opts.seed, device=opts.device, dtype=opts.dtype, label=opts.label, parents=list(opts.parents),
         finetune=resolved.get("finetune"), model_dir=MODEL_DIR, benchmark=task.name,
+        benchmark_options=opts.benchmark_options,
         eval=opts.eval_settings.to_dict() if (opts.evaluate and opts.eval_settings is not None) else None,
         config_file=opts.config_file)
     finished = _finished_run(run_dir, config, opts, task)
@@ -302,7 +313,8 @@ def run_identity(config: RunConfig) -> dict[str, Any]:
     from harness.evaluation.runfolder import eval_identity
 
     return {"method": config.method, "params": jsonable(config.params), "benchmark": config.benchmark,
-            "seed": config.seed, "dtype": config.dtype, "finetune": config.finetune, "eval": eval_identity(config.eval)}
+            "benchmark_options": config.benchmark_options, "seed": config.seed, "dtype": config.dtype,
+            "finetune": config.finetune, "eval": eval_identity(config.eval)}
 
 
 def _finished_run(run_dir: Path, config: RunConfig, opts: RunOptions, task) -> RunOutcome | None:
@@ -371,7 +383,7 @@ class _UnlearningRun:
 
         with self.tx:
             wait_for_everyone()
-            handler = _attach_log(self.run_dir) if self.main else logging.NullHandler()
+            handler = attach_run_log(self.run_dir) if self.main else logging.NullHandler()
             try:
                 net, tokenizer, seconds = self._unlearn()
                 self.config.unlearn_seconds = round(seconds, 3)
@@ -414,6 +426,7 @@ class _UnlearningRun:
         from harness.backends.distributed import wait_for_everyone
         from harness.backends.loading import load_model
         from harness.training.loop import save_model_dir
+        from harness.training.noop import NoOpProbe
 
         config, opts = self.config, self.opts
         log.info("run %s: method %s on %s (%s), params %s", self.final, config.method, config.model,
@@ -425,6 +438,8 @@ class _UnlearningRun:
             raise ConfigError(str(exc)) from exc
         if opts.evaluate:  # a record the evaluation cannot take must fail now, not after training
             check_requests(net, tokenizer, self.task, opts.eval_settings.max_new_tokens)
+        probe = NoOpProbe.for_task(self.task, seed=opts.seed)
+        probe.before(net, tokenizer)
         started = time.perf_counter()
         check_weights(net, f"the model {config.base_model}")
         with FiniteOutputs(net, f"the model {config.base_model}", during="training"):
@@ -439,6 +454,7 @@ class _UnlearningRun:
             # ``unlearnbench evaluate --model RUN/model`` loads (same weight hash).
             net = net.merge_and_unload()
         net.eval()
+        self.config.flags = probe.after(net, tokenizer, where=str(self.final))
         return net, tokenizer, seconds
 
     def _evaluate(self, net, tokenizer, seconds: float) -> EvalResult:
@@ -450,11 +466,11 @@ class _UnlearningRun:
         info = RunInfo(model_info=model_info(net, id=str(self.final / MODEL_DIR), base_model=config.base_model),
                        method_info=MethodInfo(name=config.method, params=config.params), label=config.label,
                        parents=list(config.parents), extra_timings={"unlearn": round(seconds, 3)}, config=config,
-                       seed=config.seed, run_id=self.final.name)
+                       seed=config.seed, run_id=self.final.name, flags=config.flags)
         # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
         backend = settings.make_backend(net, tokenizer, model_path=model_dir)
         return evaluate_model(net, tokenizer, self.task, settings, self.run_dir, info, backend=backend)
 
 
-__all__ = ["run_unlearning", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
+__all__ = ["run_unlearning", "attach_run_log", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
            "read_config_file", "RunOutcome", "ConfigError", "MODEL_DIR"]

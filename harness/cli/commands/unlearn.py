@@ -98,13 +98,16 @@ def _print_outcome(outcome) -> None:
 
 def _unlearn(args: argparse.Namespace) -> int:
     from harness.training.runner import parse_overrides, read_config_file, run_unlearning
-    from harness.cli.commands.evaluate import maybe_relaunch, settings_from_args
+    from harness.cli.commands.evaluate import benchmark_options, maybe_relaunch, settings_from_args
 
     rc = maybe_relaunch(args)
     if rc is not None:
         return rc
 
     layers, names = [], []
+    if args.preset:
+        layers.append({"preset": args.preset})
+        names.append("--preset")
     if args.config:
         cfg = read_config_file(args.config)
         # A `run` config's [params] table works here too; otherwise the whole file is parameters.
@@ -119,14 +122,15 @@ def _unlearn(args: argparse.Namespace) -> int:
         args.method, args.model, args.data, args.out, param_layers=layers, layer_names=names,
         evaluate=not args.no_eval, eval_settings=settings, mia=args.mia, seed=args.seed, device=args.device,
         dtype=args.dtype, label=args.label, command="unlearn", force=args.force, progress=not args.no_progress,
-        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark)
+        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark,
+        benchmark_options=benchmark_options(args))
     _print_outcome(outcome)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from harness.training.runner import parse_overrides, read_config_file, run_unlearning
-    from harness.cli.commands.evaluate import settings_from_args
+    from harness.cli.commands.evaluate import benchmark_options, settings_from_args
 
     cfg = read_config_file(args.config)
     unknown = sorted(set(cfg) - set(RUN_KEYS))
@@ -166,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
         evaluate=evaluate, eval_settings=settings, mia=ns.mia, seed=cfg.get("seed", 0), device=ns.device,
         dtype=ns.dtype, label=cfg.get("label"), command="run", force=args.force, progress=not ns.no_progress,
         config_file=str(Path(args.config).resolve()), keep_model=False,
-        benchmark=args.benchmark or cfg.get("benchmark"))
+        benchmark=args.benchmark or cfg.get("benchmark"), benchmark_options=benchmark_options(args))
     _print_outcome(outcome)
     return 0
 
@@ -187,14 +191,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "unlearn", help="unlearn a model with a registered method, then evaluate it (one run folder)",
-        description="Hyperparameters come from the method's defaults (and its preset, if `preset` is set), then "
-                    "--config, then --set, in that order; `unlearnbench methods --params` lists them. The run "
+        description="Hyperparameters come from the method's defaults, then its named preset (--preset, e.g. `demo`: "
+                    "the settings `unlearnbench demo` uses), then --config, then --set, in that order; "
+                    "`unlearnbench methods --params` lists them. The run "
                     "folder gets config.json, train_log.jsonl, model/ (LoRA: adapters) and, unless --no-eval, "
                     "result.json with the SemEval metrics.",
         epilog=examples(
             "unlearnbench unlearn --method npo --model runs/target/model --data world --out runs/npo",
             "unlearnbench unlearn --method grad_diff --model M --data D --out runs/gd --set learning_rate=5e-5 epochs=3",
-            "unlearnbench unlearn --method npo_gdr_klr --set preset=zjuklab_over --model M --data D --out runs/over",
+            "unlearnbench unlearn --method npo --preset demo --model target --data world --out runs/npo",
+            "unlearnbench unlearn --method npo_gdr_klr --preset zjuklab_over --model M --data D --out runs/over",
             "unlearnbench unlearn --method npo --set finetune=full --config npo.toml --model M --data D --out R --no-eval"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, help="registered method (see `unlearnbench methods`)")
@@ -202,6 +208,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (LUME: forget/retain [+ mia/])")
     add_benchmark_argument(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
+    p.add_argument("--preset", metavar="NAME", help="the method's named parameter set (e.g. demo; same as --set "
+                                                    "preset=NAME); `unlearnbench methods --params` lists them")
     p.add_argument("--config", metavar="FILE", help="hyperparameters from a TOML/YAML/JSON file (or its [params] table)")
     p.add_argument("--seed", type=int, default=0, help="harness seed (a method's own `seed` parameter wins; default 0)")
     p.add_argument("--label", default=None, help="display name on leaderboards (default: the method name)")
