@@ -216,3 +216,9 @@ def test_run_file_fuzz(tmp_path):
             assert str(exc).startswith("run.toml: ") and "\n" not in str(exc)
 
     run()
+
+
+def test_a_preset_that_is_not_a_name_is_refused():
+    """Found by the fuzzing above: a list as preset name ended in TypeError (unhashable)."""
+    with pytest.raises(ConfigError, match=r"unknown preset \[\] for method 'npo'"):
+        resolve_params("npo", parse_overrides(["preset=[]"]), source_names=["--set"])
