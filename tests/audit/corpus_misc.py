@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 
@@ -259,8 +260,9 @@ def _fake_target(c, w):
     def write_info(world, out):
         target = fixtures.lib("harness.synthetic.target", "harness.target")
         key = target.cache_key(world, target.CONFIGS["small"], 0)
+        weights = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()  # as target writes it
         (out / "target.json").write_text(json.dumps({"cache_key": key, "world": str(world), "parameters": 1000,
-                                                     "train_seconds": 1.0}))
+                                                     "train_seconds": 1.0, "weights_sha256": weights}))
         (out / "target_report.json").write_text(json.dumps({"gates": {}, "values": {}, "passed": True, "failed": []}))
 
     engine.call_forked(write_info, w, t)

@@ -213,8 +213,9 @@ def _board_rows(c: fw.Ctx) -> list[dict]:
 
 
 def _in_board(c: fw.Ctx, label: str) -> bool:
+    """Whether a row of leaderboard.csv has this label (a whole cell: "A" is not found in "TARGET")."""
     p = c.path("board") / "leaderboard.csv"
-    return p.exists() and label in p.read_text()
+    return p.exists() and any(r.get("label") == label.strip(",") for r in _board_rows(c))
 
 
 @case("leaderboard/ok", "leaderboard", "ordinary use", fast=True)
