@@ -358,8 +358,9 @@ class _UnlearningRun:
         from harness.training.loop import save_model_dir
 
         config, opts = self.config, self.opts
-        log.info("run %s: method %s on %s (%s), params %s", self.run_dir, config.method, config.model,
-                 self.task.data.name, config.params)
+        # The hyperparameters (often hundreds of characters wide) are in config.json; -vv shows them here.
+        log.info("run %s: method %s on %s (%s)", self.run_dir, config.method, config.model, self.task.data.name)
+        log.debug("run %s: params %s", self.run_dir, config.params)
         try:
             net, tokenizer = load_model(config.base_model, dtype=opts.dtype, device=opts.device,
                                         trust_remote_code=opts.trust_remote_code)
