@@ -159,3 +159,17 @@ def test_without_configure_nothing_is_held_back(console_state, capfd):
     with console.third_party_output("lm-eval"):
         os.write(2, b"visible\n")
     assert capfd.readouterr().err == "visible\n"
+
+
+def test_every_progress_bar_of_the_harness_has_a_label():
+    """Each ``tqdm(...)`` in the harness's packages passes ``desc`` (an unlabelled bar says nothing)."""
+    import ast
+
+    unlabelled = []
+    for package in console.OWN_PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")) if (REPO / package).is_dir() else []:
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "tqdm":
+                    if not any(k.arg == "desc" for k in node.keywords):
+                        unlabelled.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert unlabelled == []
