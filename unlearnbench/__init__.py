@@ -5,10 +5,14 @@ this package re-exports what a user of the library calls, under one name::
 
     import unlearnbench as ub
 
-    world = ub.generate_world("world")                          # the embedded LUME-like benchmark
-    target = ub.train_target(world, "target")                   # a tiny Llama that memorises it
-    ub.run_unlearning("npo", target, world, "runs/npo", params={"learning_rate": 2e-3, "epochs": 2})
-    ub.merge_runs(["runs/over", "runs/under"], ub.MergeSettings(how="ties", density=0.8), "runs/merged")
+    world = ub.generate_world("world")                  # the embedded LUME-like benchmark
+    target = ub.train_target(world, "target")           # a tiny Llama that memorises it
+    utility = ub.EvalSettings(utility=ub.MCQSpec(source="world/utility", metric_name="utility",
+                                                 prompt_format="cloze"))
+    ub.run_unlearning("zjuklab_merge", target, world, "runs/zjuklab", params={"preset": "demo"},
+                      eval_settings=utility)
+    ub.merge_runs(["runs/zjuklab/parents/over", "runs/zjuklab/parents/under"],
+                  ub.MergeSettings(how="ties", density=0.5), "runs/ties-0.5", eval_settings=utility)
     for _, board in ub.build_leaderboards(["runs"], "world"):
         ub.write_outputs(board, "board")
 
