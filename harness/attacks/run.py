@@ -208,11 +208,9 @@ class _Attack:
         write_config(self.out, config)
 
     def run(self) -> AttackOutcome:
-        from harness.backends.loading import load_model, model_info
-        from harness.core.records import MethodInfo, RunConfig
-        from harness.evaluation.pipeline import RunInfo, evaluate_model
+        from harness.backends.loading import load_model
+        from harness.core.records import RunConfig
         from harness.tasks import load_task
-        from harness.training.runner import attach_run_log
 
         self._validate()
         self._check_out()
@@ -235,6 +233,33 @@ class _Attack:
             model, tokenizer = load_model(self.parent.model_path, dtype=self.dtype, device=self.device)
         except ValueError as exc:
             raise AttackError(str(exc)) from exc
+        from harness.core.manifest import run_input
+        from harness.core.transaction import RunTransaction
+        from harness.evaluation.runfolder import record_inputs
+
+        # One transaction (harness.core.transaction): everything is written into a staging folder that
+        # becomes --out only when complete (an interrupted attack leaves the old run or nothing), with a
+        # manifest; records name the final folder (model_dir, run_id), never the staging one.
+        final = self.out
+        with RunTransaction(final, command="attack", inputs={"the attacked run": self.parent.run_dir}) as tx:
+            self.out = tx.path
+            try:
+                outcome = self._run_in(model, tokenizer, task, settings, config, params, label, save, model_dir, final)
+            finally:
+                self.out = final
+            record_inputs(tx, model=self.parent.model_path, task=task, settings=settings,
+                          extra={"attacked run": run_input(self.parent.run_dir)})
+            tx.settings = config.to_json()
+        return outcome
+
+    def _run_in(self, model, tokenizer, task, settings, config, params, label, save, model_dir, final):
+        """The attack's work, writing under ``self.out`` (the staging folder); records name ``final``."""
+        from harness.backends.loading import model_info
+        from harness.core.records import MethodInfo
+        from harness.evaluation.pipeline import RunInfo, evaluate_model
+        from harness.training.runner import attach_run_log
+
+        cfg = self.parent.config
         self._prepare_folder(config)
         handler = attach_run_log(self.out)  # log.txt, as an unlearning run's
         try:
@@ -244,21 +269,22 @@ class _Attack:
             model, task = self._apply(model, tokenizer, task)
             attack_seconds = time.perf_counter() - started
             log.info("the attack took %.1f s", attack_seconds)
+            staged_model = self.out / MODEL_DIR
             if save:
                 from harness.training.loop import save_model_dir
 
-                save_model_dir(model, tokenizer, model_dir)
+                save_model_dir(model, tokenizer, staged_model)
             info = RunInfo(model_info=model_info(model, id=str(model_dir if save else self.parent.model_path),
                                                  base_model=cfg.get("base_model")),
                            method_info=MethodInfo(name=config.method, params=params), label=label,
                            parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
-                           config=config, seed=cfg.get("seed"))
-            backend = settings.make_backend(model, tokenizer, model_path=model_dir if save else self.parent.model_path)
+                           config=config, seed=cfg.get("seed"), run_id=final.name)
+            backend = settings.make_backend(model, tokenizer, model_path=staged_model if save else self.parent.model_path)
             result = evaluate_model(model, tokenizer, task, settings, self.out, info, backend=backend)
             recovery = None
             if self.opts.target:
                 result, recovery = self._recovery(task, result)
-            return AttackOutcome(self.out, result, self.report, recovery, attack_seconds)
+            return AttackOutcome(final, result, self.report, recovery, attack_seconds)
         finally:
             logging.getLogger("unlearnbench").removeHandler(handler)
             handler.close()

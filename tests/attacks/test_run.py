@@ -49,6 +49,12 @@ def test_quantize_attack_is_an_ordinary_run_naming_its_parent(runs):
     outcome = run_attack(runs["ga"], "quantize", out, params={"bits": 4}, target=runs["target"], replicates=50,
                          progress=False)
     config, result, parent = read_config(out), read_result(out), read_result(runs["ga"])
+    from harness.core.manifest import read_manifest, verify
+
+    # Written through the run-folder transaction: a manifest that verifies, records naming --out, no leftover.
+    assert verify(out) is None and read_manifest(out)["command"] == "attack" and outcome.run_dir == out
+    assert result.run_id == "ga+q4" and not [p for p in out.parent.iterdir() if ".partial-" in p.name]
+    assert ".partial-" not in (out / "result.json").read_text() + (out / "config.json").read_text()
     assert config["command"] == "attack" and config["method"] == "attack:quantize"
     assert config["parents"] == [str(runs["ga"].resolve())] == result.parents
     assert config["params"]["bits"] == 4 and config["params"]["target"] == str(runs["target"].resolve())

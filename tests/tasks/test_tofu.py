@@ -230,6 +230,10 @@ def test_import_tofu_reproduces_the_published_values_and_ranks_on_the_tofu_board
                    str(TOFU_LOGS / "phi-retain90"), "--out", str(tmp_path / "runs" / model)])
         assert rc == 0
     full = read_result(tmp_path / "runs" / "phi-full")
+    from harness.core.manifest import read_manifest, verify
+
+    assert verify(tmp_path / "runs" / "phi-full") is None  # written through the run-folder transaction
+    assert read_manifest(tmp_path / "runs" / "phi-full")["command"] == "import-tofu"
     assert full.metrics["tofu/model_utility"] == 0.5220737132035151
     assert full.metrics["tofu/forget_quality"] == 2.1942743021891237e-16
     assert read_result(tmp_path / "runs" / "phi-retain90").metrics["tofu/model_utility"] == 0.5319909117798325
@@ -255,6 +259,10 @@ def test_import_tofu_reproduces_the_published_values_and_ranks_on_the_tofu_board
     # a record whose metrics its own rows do not give is refused, not ranked
     record = tmp_path / "runs" / "phi-full" / "result.json"
     record.write_text(record.read_text().replace("0.5220737132035151", "0.6220737132035151"))
+    [(_, board)] = build_leaderboards([tmp_path / "runs"], "tofu", bootstrap=0)
+    assert [e.label for e in board.ranked] == ["phi-retain90"]
+    assert "result.json does not match the manifest" in board.skipped[0][1]  # the run manifest catches it first
+    (record.parent / "manifest.json").unlink()  # without a manifest (an older run): the rows are rescored
     [(_, board)] = build_leaderboards([tmp_path / "runs"], "tofu", bootstrap=0)
     assert [e.label for e in board.ranked] == ["phi-retain90"]
     assert "tofu/model_utility recomputed from samples.jsonl is 0.522074" in board.skipped[0][1]

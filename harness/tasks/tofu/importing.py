@@ -81,20 +81,28 @@ def import_tofu_logs(logs: str | Path, retain_logs: str | Path, out: str | Path,
                 "imported_from": {"logs": str(logs), "retain_logs": str(retain_logs)},
                 "answer_loss": "TOFU's own evaluation (evaluate_util.py)", "reference": str(retain_logs)}
     label = label or logs.name
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, RunConfig(command="import-tofu", argv=sys.argv[1:], method=IMPORT_METHOD, label=label,
-                                params={"logs": str(logs)},
-                                model=str(logs), data=str(logs), benchmark="tofu",
-                                benchmark_options={"split": split, "format": fmt, "reference": str(retain_logs)}))
-    fileio.write_jsonl(out / SAMPLES_FILE, samples)
-    result = EvalResult(
-        run_id=out.name, label=label, created_at=created, finished_at=now(),
-        benchmark=BenchmarkInfo(name=f"tofu-{split}", content_hash=items_hash(sets), path=str(logs),
-                                counts={s: len(v) for s, v in sets.items()}),
-        model=ModelInfo(id=str(logs)), method=MethodInfo(name=IMPORT_METHOD, params={"logs": str(logs)}),
-        metrics=metrics, settings={"benchmark": "tofu", "protocol": protocol},
-        files={"samples": SAMPLES_FILE}, provenance=provenance(device="n/a", dtype="n/a"))
-    write_result(out, result)
+    from harness.core.manifest import folder_input
+    from harness.core.transaction import RunTransaction
+
+    # One transaction (harness.core.transaction): the run folder appears complete or not at all, with a
+    # manifest; --out may not be or hold the logs it reads.
+    with RunTransaction(out, command="import-tofu", inputs={"TOFU logs": logs, "reference logs": retain_logs}) as tx:
+        tx.record_input("TOFU logs", folder_input(logs))
+        tx.record_input("reference logs", folder_input(retain_logs))
+        tx.settings = {"split": split, "format": fmt, "label": label}
+        write_config(tx.path, RunConfig(command="import-tofu", argv=sys.argv[1:], method=IMPORT_METHOD, label=label,
+                                        params={"logs": str(logs)}, model=str(logs), data=str(logs), benchmark="tofu",
+                                        benchmark_options={"split": split, "format": fmt,
+                                                           "reference": str(retain_logs)}))
+        fileio.write_jsonl(tx.path / SAMPLES_FILE, samples)
+        result = EvalResult(
+            run_id=out.name, label=label, created_at=created, finished_at=now(),
+            benchmark=BenchmarkInfo(name=f"tofu-{split}", content_hash=items_hash(sets), path=str(logs),
+                                    counts={s: len(v) for s, v in sets.items()}),
+            model=ModelInfo(id=str(logs)), method=MethodInfo(name=IMPORT_METHOD, params={"logs": str(logs)}),
+            metrics=metrics, settings={"benchmark": "tofu", "protocol": protocol},
+            files={"samples": SAMPLES_FILE}, provenance=provenance(device="n/a", dtype="n/a"))
+        write_result(tx.path, result)
     return result
 
 
