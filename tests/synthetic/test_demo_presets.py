@@ -134,7 +134,9 @@ def test_rmu_layer_indexes_hidden_states_and_refuses_the_embeddings(tiny_llama):
         RMU(layer=0)
     assert RMU().hidden_layer(tiny_llama) == 1  # the middle of 2 blocks
     assert RMU(layer=2).hidden_layer(tiny_llama) == 2
-    with pytest.raises(ValueError, match=r"\[1, 2\].*after the final norm"):
+    from harness.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[1, 2\].*after the final norm"):  # one line, exit 2 on the CLI
         RMU(layer=3).hidden_layer(tiny_llama)
 
 
