@@ -146,8 +146,12 @@ class _Attack:
         self.device = opts.device or parent.config.get("device") or "cpu"
         self.dtype = parent.config.get("dtype") or "float32"
         self.report: dict[str, Any] = {}
-        self.held_out: set[str] | None = None
-        self.mia_note: str | None = None
+        self.measured: set[str] | None = None
+        """The forget records recovery is measured on (None: all): relearning's held-out records, or the
+        records a prompt template wraps -- never records the attack left unchanged or trained on."""
+        self.held_out: int | None = None
+        self.notes: list[str] = []
+        self.no_mia = False
 
     # -- setup, per kind
     def _validate(self):
@@ -277,7 +281,13 @@ class _Attack:
 
             task = wrap_task(task, self.template)
             self.report = {"template": self.template.to_dict()}
-            self.mia_note = "the prompt attack does not change the MIA documents"
+            self.no_mia = True
+            self.notes.append("the prompt attack does not change the MIA documents: no MIA recovery")
+            kinds = sorted({r.kind for r in task.data.forget})
+            if any(not self.template.applies(k) for k in kinds):
+                self.measured = {r.id for r in task.data.forget if self.template.applies(r.kind)}
+                self.notes.append(f"the template wraps {', '.join(self.template.applies_to)} records only: recovery is "
+                                  f"measured on the {len(self.measured)} forget records it wraps")
         else:
             from harness.attacks.relearn import relearn
             from harness.core.records import TRAIN_LOG_FILE
@@ -295,9 +305,11 @@ class _Attack:
             model, self.report = relearn(model, tokenizer, task, self.relearn_settings, ctx)
             if self.relearn_settings.source == "forget":
                 relearned = set(self.report["relearned_ids"])
-                self.held_out = {r.id for r in task.data.forget if r.id not in relearned}
-                self.mia_note = ("relearning on forget records: the membership documents are forget documents, so "
-                                 "MIA recovery is not reported")
+                self.measured = {r.id for r in task.data.forget if r.id not in relearned}
+                self.held_out = len(self.measured)
+                self.no_mia = True
+                self.notes.append("relearning on forget records: recovery is measured on the held-out forget records; "
+                                  "the membership documents are forget documents, so MIA recovery is not reported")
         return model, task
 
     def _recovery(self, task, result):
@@ -307,9 +319,9 @@ class _Attack:
         def rows(run_dir: Path, name: str) -> RunRows:
             samples = task.read_samples(run_dir / SAMPLES_FILE)
             mia = task.read_documents(run_dir / MIA_FILE) if (run_dir / MIA_FILE).is_file() else None
-            if self.held_out is not None:
-                samples = [r for r in samples if r["split"] != "forget" or r["id"] in self.held_out]
-            if self.mia_note:
+            if self.measured is not None:
+                samples = [r for r in samples if r["split"] != "forget" or r["id"] in self.measured]
+            if self.no_mia:
                 mia = None
             return RunRows(samples, mia, name)
 
@@ -326,8 +338,9 @@ class _Attack:
         fileio.write_json(self.out / ROBUST_FILE, {
             "kind": self.kind, "parent": str(self.parent.run_dir), "target": str(target.resolve()),
             "parent_label": self.parent.result.label, "label": result.label,
-            "held_out_records": len(self.held_out) if self.held_out is not None else None,
-            "notes": [self.mia_note] if self.mia_note else [],
+            "held_out_records": self.held_out,
+            "measured_records": len(self.measured) if self.measured is not None else None,
+            "notes": self.notes,
             "settings": dataclasses.asdict(settings),
             "recovery": {name: r.to_dict() for name, r in out.items()}})
         return result, out

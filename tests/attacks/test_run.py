@@ -93,7 +93,12 @@ def test_precision_and_prompt_attacks(runs):
     assert all(not s["input"].startswith("Question: ") for s in samples if s["kind"] == "sc" or s["split"] == "retain")
     robust = json.loads((pr / "robust.json").read_text())
     assert not any(k.startswith("mia_auc") for k in robust["recovery"])  # the MIA documents are not prompts
-    assert robust["notes"]
+    # qa_format wraps questions only: recovery on the wrapped records, none claimed for the unchanged sentences
+    assert robust["measured_records"] == len(qa_forget)
+    assert any(k.endswith("/knowledge") for k in robust["recovery"])
+    assert not any(k.endswith("/regurgitation") for k in robust["recovery"])
+    assert robust["recovery"]["answer_loss/forget"]["n"] == len(qa_forget)
+    assert any("wraps qa records only" in note for note in robust["notes"])
 
 
 def test_relearn_attack_measures_held_out_records(runs):
