@@ -142,6 +142,8 @@ class _Attack:
         if kind not in KINDS:
             raise AttackError(f"unknown attack kind {kind!r}; choose one of {', '.join(KINDS)}")
         self.parent, self.kind, self.out, self.opts = parent, kind, out, opts
+        self.work_dir = out
+        """Where the files are written: the transaction's staging folder while the run is made."""
         self.params = dict(opts.params)
         self.device = opts.device or parent.config.get("device") or "cpu"
         self.dtype = parent.config.get("dtype") or "float32"
@@ -180,52 +182,58 @@ class _Attack:
             _check_params("relearn", p, ("source", "fraction", "seed", "training"))
             self.relearn_settings = RelearnSettings(**p)
 
-    def _check_out(self) -> None:
-        """Refuse an output folder that would overwrite or sit inside an input (the attacked run, the target
-        run, the parent's model or the benchmark): ``--force`` clears the output's model and records."""
-        out = self.out.resolve()
-        inputs = {"the attacked run": self.parent.run_dir, "the parent's model": Path(self.parent.model_path),
-                  "the benchmark": Path(self.parent.config["data"])}
-        if self.opts.target:
-            inputs["the target run"] = Path(self.opts.target)
-        for what, path in inputs.items():
-            path = path.resolve()
-            if out == path or path in out.parents or out in path.parents:
-                raise AttackError(f"--out {self.out} {'is' if out == path else 'overlaps'} {what} ({path}); "
-                                  "write the attacked run to a folder of its own")
+    def _transaction(self, settings):
+        """The run folder's transaction (``harness.core.transaction``), as ``unlearn``/``evaluate``/``merge``
+        write theirs: ``--out`` is checked now (not a file; not, not holding, not inside the attacked run,
+        the target run, the parent's model or the benchmark), everything is written to a staging folder
+        that replaces ``--out`` only when complete, with ``manifest.json``."""
+        from harness.core.transaction import RunTransaction
+        from harness.evaluation.runfolder import output_inputs
+
+        cfg = self.parent.config
+        runs = {"attacked run": self.parent.run_dir, "target run": self.opts.target}  # checked first: likelier mistakes
+        inputs = output_inputs(model=self.parent.model_path, data=cfg["data"], mia=cfg.get("mia"), settings=settings)
+        tx = RunTransaction(self.out, command="attack", inputs={**{k: v for k, v in runs.items() if v}, **inputs})
         if (self.out / "result.json").exists() and not self.opts.force:
             raise AttackError(f"{self.out} already holds a finished run; choose another --out or pass --force")
+        return tx
 
-    def _prepare_folder(self, config) -> None:
-        """As an unlearning run's folder: stale outputs of an earlier run go, the config is written first."""
-        import shutil
+    def _check_inputs(self) -> None:
+        """The attacked run's and the target run's files must belong together (their manifests verify), as a
+        merge checks its parents; runs made before manifests are read with a warning."""
+        from harness.core.errors import ManifestError
+        from harness.core.manifest import MANIFEST_FILE, verify
+        from harness.core.records import CONFIG_FILE, MIA_FILE, RESULT_FILE, SAMPLES_FILE
 
-        from harness.core.records import RESULT_FILE, TRAIN_LOG_FILE, write_config
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        for stale in (RESULT_FILE, ROBUST_FILE, TRAIN_LOG_FILE, MODEL_DIR):
-            path = self.out / stale
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        write_config(self.out, config)
+        runs = [(self.parent.run_dir, [CONFIG_FILE, RESULT_FILE, SAMPLES_FILE, MIA_FILE]
+                 + ([self.parent.config["model_dir"]] if self.parent.config.get("model_dir") else []))]
+        if self.opts.target:
+            runs.append((Path(self.opts.target), [RESULT_FILE, SAMPLES_FILE, MIA_FILE]))
+        for run, files in runs:
+            if not (run / MANIFEST_FILE).is_file():
+                log.warning("%s has no manifest.json (made before run manifests): its files cannot be checked", run)
+                continue
+            problem = verify(run, only=[f for f in files if (run / f).exists()])
+            if problem is not None:
+                raise ManifestError(run, f"cannot use this run for an attack: {problem}")
 
     def run(self) -> AttackOutcome:
         from harness.backends.loading import load_model, model_info
+        from harness.core.manifest import run_input
         from harness.core.records import MethodInfo, RunConfig
         from harness.evaluation.pipeline import RunInfo, evaluate_model
+        from harness.evaluation.runfolder import eval_identity, record_inputs
         from harness.tasks import load_task
         from harness.training.runner import attach_run_log
 
         self._validate()
-        self._check_out()
         cfg = self.parent.config
         eval_dtype = self.params["dtype"] if self.kind == "precision" else self.dtype
         settings = eval_settings_from(cfg["eval"], progress=self.opts.progress, dtype=eval_dtype, device=self.device)
-        task = load_task(cfg["data"], name=cfg.get("benchmark"), mia=cfg.get("mia"))
+        tx = self._transaction(settings)
+        self._check_inputs()
+        task = original_task = load_task(cfg["data"], name=cfg.get("benchmark"), mia=cfg.get("mia"))
         save = self.opts.save_model if self.opts.save_model is not None else self.kind in ("relearn", "quantize")
-        model_dir = self.out / MODEL_DIR
         label = self.opts.label or _default_label(self.kind, self.params, self.parent.result.label)
         params = {"kind": self.kind, **_jsonable(self.params), "parent": str(self.parent.run_dir),
                   "target": str(Path(self.opts.target).resolve()) if self.opts.target else None}
@@ -239,33 +247,42 @@ class _Attack:
             model, tokenizer = load_model(self.parent.model_path, dtype=self.dtype, device=self.device)
         except ValueError as exc:
             raise AttackError(str(exc)) from exc
-        self._prepare_folder(config)
-        handler = attach_run_log(self.out)  # log.txt, as an unlearning run's
-        try:
-            log.info("attack %s on %s (%s), params %s", self.kind, self.parent.run_dir, self.parent.model_path,
-                     self.params)
-            started = time.perf_counter()
-            model, task = self._apply(model, tokenizer, task)
-            attack_seconds = time.perf_counter() - started
-            log.info("the attack took %.1f s", attack_seconds)
-            if save:
-                from harness.training.loop import save_model_dir
+        with tx:  # everything lands in tx.path, swapped in as --out only when complete
+            self.work_dir = tx.path
+            handler = attach_run_log(tx.path)  # log.txt, as an unlearning run's
+            try:
+                log.info("attack %s on %s (%s), params %s", self.kind, self.parent.run_dir, self.parent.model_path,
+                         self.params)
+                started = time.perf_counter()
+                model, task = self._apply(model, tokenizer, task)
+                attack_seconds = time.perf_counter() - started
+                log.info("the attack took %.1f s", attack_seconds)
+                if save:
+                    from harness.training.loop import save_model_dir
 
-                save_model_dir(model, tokenizer, model_dir)
-            info = RunInfo(model_info=model_info(model, id=str(model_dir if save else self.parent.model_path),
-                                                 base_model=cfg.get("base_model")),
-                           method_info=MethodInfo(name=config.method, params=params), label=label,
-                           parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
-                           config=config, seed=cfg.get("seed"))
-            backend = settings.make_backend(model, tokenizer, model_path=model_dir if save else self.parent.model_path)
-            result = evaluate_model(model, tokenizer, task, settings, self.out, info, backend=backend)
-            recovery = None
-            if self.opts.target:
-                result, recovery = self._recovery(task, result)
-            return AttackOutcome(self.out, result, self.report, recovery, attack_seconds)
-        finally:
-            logging.getLogger("unlearnbench").removeHandler(handler)
-            handler.close()
+                    save_model_dir(model, tokenizer, tx.path / MODEL_DIR)
+                info = RunInfo(model_info=model_info(model, id=str(tx.final / MODEL_DIR if save
+                                                                   else self.parent.model_path),
+                                                     base_model=cfg.get("base_model")),
+                               method_info=MethodInfo(name=config.method, params=params), label=label,
+                               parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
+                               config=config, seed=cfg.get("seed"), run_id=tx.final.name)
+                backend = settings.make_backend(model, tokenizer,
+                                                model_path=tx.path / MODEL_DIR if save else self.parent.model_path)
+                result = evaluate_model(model, tokenizer, task, settings, tx.path, info, backend=backend)
+                recovery = None
+                if self.opts.target:
+                    result, recovery = self._recovery(task, result)
+            finally:
+                logging.getLogger("unlearnbench").removeHandler(handler)
+                handler.close()
+            record_inputs(tx, model=self.parent.model_path, task=original_task, settings=settings,
+                          extra={"attacked run": run_input(self.parent.run_dir),
+                                 **({"target run": run_input(self.opts.target)} if self.opts.target else {})})
+            tx.settings = {"kind": self.kind, "params": _jsonable(self.params), "benchmark": task.name,
+                           "dtype": eval_dtype, "eval": eval_identity(settings),
+                           "bootstrap": self.opts.replicates if self.opts.target else None}
+        return AttackOutcome(tx.given, result, self.report, recovery, attack_seconds)
 
     def _apply(self, model, tokenizer, task):
         if self.kind == "quantize":
@@ -294,12 +311,12 @@ class _Attack:
             from harness.core.types import UnlearnContext
 
             started = time.perf_counter()
-            log_path = self.out / TRAIN_LOG_FILE  # cleared by _prepare_folder
+            log_path = self.work_dir / TRAIN_LOG_FILE
 
             def log_event(event):
                 fileio.append_jsonl(log_path, {**event, "time": round(time.perf_counter() - started, 3)})
 
-            ctx = UnlearnContext(out_dir=self.out, seed=self.relearn_settings.seed, device=self.device,
+            ctx = UnlearnContext(out_dir=self.work_dir, seed=self.relearn_settings.seed, device=self.device,
                                  dtype=self.dtype, log_event=log_event, progress=self.opts.progress, task=task,
                                  logger=logging.getLogger("unlearnbench.attacks.relearn"))
             model, self.report = relearn(model, tokenizer, task, self.relearn_settings, ctx)
@@ -330,12 +347,12 @@ class _Attack:
             raise AttackError(f"{target}: no {SAMPLES_FILE}; --target must be the target model's evaluated run")
         settings = RecoverySettings(replicates=self.opts.replicates, mode=result.settings.get("mode", "semeval2025"))
         out = recovery(rows(target, str(target)), rows(self.parent.run_dir, str(self.parent.run_dir)),
-                       rows(self.out, str(self.out)), settings)
+                       rows(self.work_dir, str(self.out)), settings)
         metrics = dict(result.metrics)
         metrics.update({f"recovered/{name}": r.recovered for name, r in out.items()})
         result = result.model_copy(update={"metrics": metrics})
-        write_result(self.out, result)
-        fileio.write_json(self.out / ROBUST_FILE, {
+        write_result(self.work_dir, result)
+        fileio.write_json(self.work_dir / ROBUST_FILE, {
             "kind": self.kind, "parent": str(self.parent.run_dir), "target": str(target.resolve()),
             "parent_label": self.parent.result.label, "label": result.label,
             "held_out_records": self.held_out,
