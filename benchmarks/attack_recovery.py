@@ -139,12 +139,16 @@ def summarise(work: Path, steps: Steps) -> dict:
             result["methods"][method][attack] = entry
             wall = (entry["step"] or {}).get("wall_s", "(not measured)")
             rows.append(_row(method, attack, *(_fmt(recs[m]) for m in SUMMARY_METRICS), entry["attack_seconds"], wall))
-            values.append(_row(run.name, f"held-out {held_out}" if held_out else "all", *_values(recs)))
+            measured = robust.get("measured_records")
+            records = f"held-out {held_out}" if held_out else (f"wrapped {measured}" if measured else "all")
+            values.append(_row(run.name, records, *_values(recs)))
     for attack in TARGET_ATTACKS:
         robust = json.loads((work / "target_prompts" / f"target+{attack}" / "robust.json").read_text())
         recs = {m: robust["recovery"].get(m) for m in SUMMARY_METRICS}
         result["target_prompts"][attack] = {m: (r or {}).get("attacked") for m, r in recs.items()}
-        values.append(_row(f"target+{attack}", "all", *_values(recs, ("target", "", "attacked"))))
+        measured = robust.get("measured_records")
+        values.append(_row(f"target+{attack}", f"wrapped {measured}" if measured else "all",
+                           *_values(recs, ("target", "", "attacked"))))
     board = work / "robust" / "leaderboard.md"
     text = ["## Recovered share of the unlearning gap (95% paired-bootstrap interval)", "", *rows, "",
             "## Metric values (pooled over the three tasks; MIA AUC of the loss attack)", "", *values, "",

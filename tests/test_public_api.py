@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ORIGIN = {
     "baselines.base": ["LossMethod"],
     "baselines.merging": ["MergeSettings"],
+    "harness.attacks.run": ["AttackOptions", "AttackOutcome", "run_attack"],
     "harness.backends.loading": ["load_model"],
     "harness.core.errors": ["ConfigError", "DataError", "RegistryError", "UnlearnbenchError", "UserError"],
     "harness.core.records": ["EvalResult", "RunConfig", "read_result"],

@@ -29,6 +29,7 @@ Importing this package loads neither torch nor transformers; the functions impor
 
 from baselines.base import LossMethod
 from baselines.merging import MergeSettings
+from harness.attacks.run import AttackOptions, AttackOutcome, run_attack
 from harness.backends.loading import load_model
 from harness.core.errors import ConfigError, DataError, RegistryError, UnlearnbenchError, UserError
 from harness.core.records import EvalResult, RunConfig, read_result
@@ -59,10 +60,11 @@ __all__ = [
     # benchmarks
     "BenchmarkTask", "register_benchmark", "BENCHMARKS", "load_task", "Requests", "Responses", "Scores",
     "Benchmark", "Record", "MIADocument", "load_benchmark", "MCQSpec",
-    # evaluate, unlearn, merge
+    # evaluate, unlearn, merge, attack
     "load_model", "evaluate_model", "EvalSettings", "RunInfo",
     "run_unlearning", "RunOptions", "RunOutcome",
     "merge_runs", "MergeSettings",
+    "run_attack", "AttackOptions", "AttackOutcome",
     # result records
     "EvalResult", "RunConfig", "read_result",
     # leaderboards

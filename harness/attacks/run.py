@@ -142,12 +142,18 @@ class _Attack:
         if kind not in KINDS:
             raise AttackError(f"unknown attack kind {kind!r}; choose one of {', '.join(KINDS)}")
         self.parent, self.kind, self.out, self.opts = parent, kind, out, opts
+        self.work_dir = out
+        """Where the files are written: the transaction's staging folder while the run is made."""
         self.params = dict(opts.params)
         self.device = opts.device or parent.config.get("device") or "cpu"
         self.dtype = parent.config.get("dtype") or "float32"
         self.report: dict[str, Any] = {}
-        self.held_out: set[str] | None = None
-        self.mia_note: str | None = None
+        self.measured: set[str] | None = None
+        """The forget records recovery is measured on (None: all): relearning's held-out records, or the
+        records a prompt template wraps -- never records the attack left unchanged or trained on."""
+        self.held_out: int | None = None
+        self.notes: list[str] = []
+        self.no_mia = False
 
     # -- setup, per kind
     def _validate(self):
@@ -176,50 +182,58 @@ class _Attack:
             _check_params("relearn", p, ("source", "fraction", "seed", "training"))
             self.relearn_settings = RelearnSettings(**p)
 
-    def _check_out(self) -> None:
-        """Refuse an output folder that would overwrite or sit inside an input (the attacked run, the target
-        run, the parent's model or the benchmark): ``--force`` clears the output's model and records."""
-        out = self.out.resolve()
-        inputs = {"the attacked run": self.parent.run_dir, "the parent's model": Path(self.parent.model_path),
-                  "the benchmark": Path(self.parent.config["data"])}
-        if self.opts.target:
-            inputs["the target run"] = Path(self.opts.target)
-        for what, path in inputs.items():
-            path = path.resolve()
-            if out == path or path in out.parents or out in path.parents:
-                raise AttackError(f"--out {self.out} {'is' if out == path else 'overlaps'} {what} ({path}); "
-                                  "write the attacked run to a folder of its own")
+    def _transaction(self, settings):
+        """The run folder's transaction (``harness.core.transaction``), as ``unlearn``/``evaluate``/``merge``
+        write theirs: ``--out`` is checked now (not a file; not, not holding, not inside the attacked run,
+        the target run, the parent's model or the benchmark), everything is written to a staging folder
+        that replaces ``--out`` only when complete, with ``manifest.json``."""
+        from harness.core.transaction import RunTransaction
+        from harness.evaluation.runfolder import output_inputs
+
+        cfg = self.parent.config
+        runs = {"attacked run": self.parent.run_dir, "target run": self.opts.target}  # checked first: likelier mistakes
+        inputs = output_inputs(model=self.parent.model_path, data=cfg["data"], mia=cfg.get("mia"), settings=settings)
+        tx = RunTransaction(self.out, command="attack", inputs={**{k: v for k, v in runs.items() if v}, **inputs})
         if (self.out / "result.json").exists() and not self.opts.force:
             raise AttackError(f"{self.out} already holds a finished run; choose another --out or pass --force")
+        return tx
 
-    def _prepare_folder(self, config) -> None:
-        """As an unlearning run's folder: stale outputs of an earlier run go, the config is written first."""
-        import shutil
+    def _check_inputs(self) -> None:
+        """The attacked run's and the target run's files must belong together (their manifests verify), as a
+        merge checks its parents; runs made before manifests are read with a warning."""
+        from harness.core.errors import ManifestError
+        from harness.core.manifest import MANIFEST_FILE, verify
+        from harness.core.records import CONFIG_FILE, MIA_FILE, RESULT_FILE, SAMPLES_FILE
 
-        from harness.core.records import RESULT_FILE, TRAIN_LOG_FILE, write_config
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        for stale in (RESULT_FILE, ROBUST_FILE, TRAIN_LOG_FILE, MODEL_DIR):
-            path = self.out / stale
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        write_config(self.out, config)
+        runs = [(self.parent.run_dir, [CONFIG_FILE, RESULT_FILE, SAMPLES_FILE, MIA_FILE]
+                 + ([self.parent.config["model_dir"]] if self.parent.config.get("model_dir") else []))]
+        if self.opts.target:
+            runs.append((Path(self.opts.target), [RESULT_FILE, SAMPLES_FILE, MIA_FILE]))
+        for run, files in runs:
+            if not (run / MANIFEST_FILE).is_file():
+                log.warning("%s has no manifest.json (made before run manifests): its files cannot be checked", run)
+                continue
+            problem = verify(run, only=[f for f in files if (run / f).exists()])
+            if problem is not None:
+                raise ManifestError(run, f"cannot use this run for an attack: {problem}")
 
     def run(self) -> AttackOutcome:
-        from harness.backends.loading import load_model
-        from harness.core.records import RunConfig
+        from harness.backends.loading import load_model, model_info
+        from harness.core.manifest import run_input
+        from harness.core.records import MethodInfo, RunConfig
+        from harness.evaluation.pipeline import RunInfo, evaluate_model
+        from harness.evaluation.runfolder import eval_identity, record_inputs
         from harness.tasks import load_task
+        from harness.training.runner import attach_run_log
 
         self._validate()
-        self._check_out()
         cfg = self.parent.config
         eval_dtype = self.params["dtype"] if self.kind == "precision" else self.dtype
         settings = eval_settings_from(cfg["eval"], progress=self.opts.progress, dtype=eval_dtype, device=self.device)
-        task = load_task(cfg["data"], name=cfg.get("benchmark"), mia=cfg.get("mia"))
+        tx = self._transaction(settings)
+        self._check_inputs()
+        task = original_task = load_task(cfg["data"], name=cfg.get("benchmark"), mia=cfg.get("mia"))
         save = self.opts.save_model if self.opts.save_model is not None else self.kind in ("relearn", "quantize")
-        model_dir = self.out / MODEL_DIR
         label = self.opts.label or _default_label(self.kind, self.params, self.parent.result.label)
         params = {"kind": self.kind, **_jsonable(self.params), "parent": str(self.parent.run_dir),
                   "target": str(Path(self.opts.target).resolve()) if self.opts.target else None}
@@ -233,61 +247,42 @@ class _Attack:
             model, tokenizer = load_model(self.parent.model_path, dtype=self.dtype, device=self.device)
         except ValueError as exc:
             raise AttackError(str(exc)) from exc
-        from harness.core.manifest import run_input
-        from harness.core.transaction import RunTransaction
-        from harness.evaluation.runfolder import record_inputs
-
-        # One transaction (harness.core.transaction): everything is written into a staging folder that
-        # becomes --out only when complete (an interrupted attack leaves the old run or nothing), with a
-        # manifest; records name the final folder (model_dir, run_id), never the staging one.
-        final = self.out
-        with RunTransaction(final, command="attack", inputs={"the attacked run": self.parent.run_dir}) as tx:
-            self.out = tx.path
+        with tx:  # everything lands in tx.path, swapped in as --out only when complete
+            self.work_dir = tx.path
+            handler = attach_run_log(tx.path)  # log.txt, as an unlearning run's
             try:
-                outcome = self._run_in(model, tokenizer, task, settings, config, params, label, save, model_dir, final)
+                log.info("attack %s on %s (%s), params %s", self.kind, self.parent.run_dir, self.parent.model_path,
+                         self.params)
+                started = time.perf_counter()
+                model, task = self._apply(model, tokenizer, task)
+                attack_seconds = time.perf_counter() - started
+                log.info("the attack took %.1f s", attack_seconds)
+                if save:
+                    from harness.training.loop import save_model_dir
+
+                    save_model_dir(model, tokenizer, tx.path / MODEL_DIR)
+                info = RunInfo(model_info=model_info(model, id=str(tx.final / MODEL_DIR if save
+                                                                   else self.parent.model_path),
+                                                     base_model=cfg.get("base_model")),
+                               method_info=MethodInfo(name=config.method, params=params), label=label,
+                               parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
+                               config=config, seed=cfg.get("seed"), run_id=tx.final.name)
+                backend = settings.make_backend(model, tokenizer,
+                                                model_path=tx.path / MODEL_DIR if save else self.parent.model_path)
+                result = evaluate_model(model, tokenizer, task, settings, tx.path, info, backend=backend)
+                recovery = None
+                if self.opts.target:
+                    result, recovery = self._recovery(task, result)
             finally:
-                self.out = final
-            record_inputs(tx, model=self.parent.model_path, task=task, settings=settings,
-                          extra={"attacked run": run_input(self.parent.run_dir)})
-            tx.settings = config.to_json()
-        return outcome
-
-    def _run_in(self, model, tokenizer, task, settings, config, params, label, save, model_dir, final):
-        """The attack's work, writing under ``self.out`` (the staging folder); records name ``final``."""
-        from harness.backends.loading import model_info
-        from harness.core.records import MethodInfo
-        from harness.evaluation.pipeline import RunInfo, evaluate_model
-        from harness.training.runner import attach_run_log
-
-        cfg = self.parent.config
-        self._prepare_folder(config)
-        handler = attach_run_log(self.out)  # log.txt, as an unlearning run's
-        try:
-            log.info("attack %s on %s (%s), params %s", self.kind, self.parent.run_dir, self.parent.model_path,
-                     self.params)
-            started = time.perf_counter()
-            model, task = self._apply(model, tokenizer, task)
-            attack_seconds = time.perf_counter() - started
-            log.info("the attack took %.1f s", attack_seconds)
-            staged_model = self.out / MODEL_DIR
-            if save:
-                from harness.training.loop import save_model_dir
-
-                save_model_dir(model, tokenizer, staged_model)
-            info = RunInfo(model_info=model_info(model, id=str(model_dir if save else self.parent.model_path),
-                                                 base_model=cfg.get("base_model")),
-                           method_info=MethodInfo(name=config.method, params=params), label=label,
-                           parents=[str(self.parent.run_dir)], extra_timings={"attack": round(attack_seconds, 3)},
-                           config=config, seed=cfg.get("seed"), run_id=final.name)
-            backend = settings.make_backend(model, tokenizer, model_path=staged_model if save else self.parent.model_path)
-            result = evaluate_model(model, tokenizer, task, settings, self.out, info, backend=backend)
-            recovery = None
-            if self.opts.target:
-                result, recovery = self._recovery(task, result)
-            return AttackOutcome(final, result, self.report, recovery, attack_seconds)
-        finally:
-            logging.getLogger("unlearnbench").removeHandler(handler)
-            handler.close()
+                logging.getLogger("unlearnbench").removeHandler(handler)
+                handler.close()
+            record_inputs(tx, model=self.parent.model_path, task=original_task, settings=settings,
+                          extra={"attacked run": run_input(self.parent.run_dir),
+                                 **({"target run": run_input(self.opts.target)} if self.opts.target else {})})
+            tx.settings = {"kind": self.kind, "params": _jsonable(self.params), "benchmark": task.name,
+                           "dtype": eval_dtype, "eval": eval_identity(settings),
+                           "bootstrap": self.opts.replicates if self.opts.target else None}
+        return AttackOutcome(tx.given, result, self.report, recovery, attack_seconds)
 
     def _apply(self, model, tokenizer, task):
         if self.kind == "quantize":
@@ -303,27 +298,35 @@ class _Attack:
 
             task = wrap_task(task, self.template)
             self.report = {"template": self.template.to_dict()}
-            self.mia_note = "the prompt attack does not change the MIA documents"
+            self.no_mia = True
+            self.notes.append("the prompt attack does not change the MIA documents: no MIA recovery")
+            kinds = sorted({r.kind for r in task.data.forget})
+            if any(not self.template.applies(k) for k in kinds):
+                self.measured = {r.id for r in task.data.forget if self.template.applies(r.kind)}
+                self.notes.append(f"the template wraps {', '.join(self.template.applies_to)} records only: recovery is "
+                                  f"measured on the {len(self.measured)} forget records it wraps")
         else:
             from harness.attacks.relearn import relearn
             from harness.core.records import TRAIN_LOG_FILE
             from harness.core.types import UnlearnContext
 
             started = time.perf_counter()
-            log_path = self.out / TRAIN_LOG_FILE  # cleared by _prepare_folder
+            log_path = self.work_dir / TRAIN_LOG_FILE
 
             def log_event(event):
                 fileio.append_jsonl(log_path, {**event, "time": round(time.perf_counter() - started, 3)})
 
-            ctx = UnlearnContext(out_dir=self.out, seed=self.relearn_settings.seed, device=self.device,
+            ctx = UnlearnContext(out_dir=self.work_dir, seed=self.relearn_settings.seed, device=self.device,
                                  dtype=self.dtype, log_event=log_event, progress=self.opts.progress, task=task,
                                  logger=logging.getLogger("unlearnbench.attacks.relearn"))
             model, self.report = relearn(model, tokenizer, task, self.relearn_settings, ctx)
             if self.relearn_settings.source == "forget":
                 relearned = set(self.report["relearned_ids"])
-                self.held_out = {r.id for r in task.data.forget if r.id not in relearned}
-                self.mia_note = ("relearning on forget records: the membership documents are forget documents, so "
-                                 "MIA recovery is not reported")
+                self.measured = {r.id for r in task.data.forget if r.id not in relearned}
+                self.held_out = len(self.measured)
+                self.no_mia = True
+                self.notes.append("relearning on forget records: recovery is measured on the held-out forget records; "
+                                  "the membership documents are forget documents, so MIA recovery is not reported")
         return model, task
 
     def _recovery(self, task, result):
@@ -333,9 +336,9 @@ class _Attack:
         def rows(run_dir: Path, name: str) -> RunRows:
             samples = task.read_samples(run_dir / SAMPLES_FILE)
             mia = task.read_documents(run_dir / MIA_FILE) if (run_dir / MIA_FILE).is_file() else None
-            if self.held_out is not None:
-                samples = [r for r in samples if r["split"] != "forget" or r["id"] in self.held_out]
-            if self.mia_note:
+            if self.measured is not None:
+                samples = [r for r in samples if r["split"] != "forget" or r["id"] in self.measured]
+            if self.no_mia:
                 mia = None
             return RunRows(samples, mia, name)
 
@@ -344,16 +347,17 @@ class _Attack:
             raise AttackError(f"{target}: no {SAMPLES_FILE}; --target must be the target model's evaluated run")
         settings = RecoverySettings(replicates=self.opts.replicates, mode=result.settings.get("mode", "semeval2025"))
         out = recovery(rows(target, str(target)), rows(self.parent.run_dir, str(self.parent.run_dir)),
-                       rows(self.out, str(self.out)), settings)
+                       rows(self.work_dir, str(self.out)), settings)
         metrics = dict(result.metrics)
         metrics.update({f"recovered/{name}": r.recovered for name, r in out.items()})
         result = result.model_copy(update={"metrics": metrics})
-        write_result(self.out, result)
-        fileio.write_json(self.out / ROBUST_FILE, {
+        write_result(self.work_dir, result)
+        fileio.write_json(self.work_dir / ROBUST_FILE, {
             "kind": self.kind, "parent": str(self.parent.run_dir), "target": str(target.resolve()),
             "parent_label": self.parent.result.label, "label": result.label,
-            "held_out_records": len(self.held_out) if self.held_out is not None else None,
-            "notes": [self.mia_note] if self.mia_note else [],
+            "held_out_records": self.held_out,
+            "measured_records": len(self.measured) if self.measured is not None else None,
+            "notes": self.notes,
             "settings": dataclasses.asdict(settings),
             "recovery": {name: r.to_dict() for name, r in out.items()}})
         return result, out

@@ -99,7 +99,12 @@ def test_precision_and_prompt_attacks(runs):
     assert all(not s["input"].startswith("Question: ") for s in samples if s["kind"] == "sc" or s["split"] == "retain")
     robust = json.loads((pr / "robust.json").read_text())
     assert not any(k.startswith("mia_auc") for k in robust["recovery"])  # the MIA documents are not prompts
-    assert robust["notes"]
+    # qa_format wraps questions only: recovery on the wrapped records, none claimed for the unchanged sentences
+    assert robust["measured_records"] == len(qa_forget)
+    assert any(k.endswith("/knowledge") for k in robust["recovery"])
+    assert not any(k.endswith("/regurgitation") for k in robust["recovery"])
+    assert robust["recovery"]["answer_loss/forget"]["n"] == len(qa_forget)
+    assert any("wraps qa records only" in note for note in robust["notes"])
 
 
 def test_relearn_attack_measures_held_out_records(runs):
@@ -215,23 +220,52 @@ def test_robust_board_ranks_by_the_worst_attack(runs, tmp_path):
 
 
 def test_attack_run_folder_as_an_unlearning_runs(runs):
-    """The folder is handled as `unlearn` handles its own: log.txt, and --force clears what the earlier
-    run left (a precision attack over a quantised one keeps neither its model/ nor its robust.json);
-    an output that would overwrite or sit inside an input is refused before any work."""
+    """The folder is written as `unlearn` writes its own -- one transaction: a staging folder swapped in
+    complete, with manifest.json and log.txt; a run replaced with --force keeps nothing of the earlier
+    one (a precision attack over a quantised one has neither its model/ nor its robust.json); an output
+    that is, holds or lies inside an input is refused before any work; the manifest verifies."""
     from harness.attacks.run import ROBUST_FILE, run_attack
+    from harness.core.errors import RunFolderError
+    from harness.core.manifest import read_manifest, run_input, verify
 
     out = runs["root"] / "redo"
     run_attack(runs["ga"], "quantize", out, params={"bits": 8}, target=runs["target"], replicates=0, progress=False)
     assert (out / "model").is_dir() and (out / ROBUST_FILE).is_file()
     assert "attack quantize on" in (out / "log.txt").read_text()
+    manifest = read_manifest(out)
+    assert manifest["command"] == "attack" and verify(out) is None
+    assert {"model", "benchmark", "attacked run", "target run"} <= set(manifest["inputs"])
+    assert ROBUST_FILE in manifest["files"] and "model/config.json" in manifest["files"]
+    assert manifest["inputs"]["attacked run"] == run_input(runs["ga"])
+    assert read_result(out).run_id == "redo" and read_result(out).model.id == str((out / "model").resolve())
+    assert not [p.name for p in runs["root"].iterdir() if p.name.startswith(".redo.")]  # no staging left
     run_attack(runs["ga"], "precision", out, params={"dtype": "bfloat16"}, force=True, progress=False)
     assert not (out / "model").exists() and not (out / ROBUST_FILE).exists()
     assert read_config(out)["method"] == "attack:precision" and read_result(out).method.name == "attack:precision"
+    assert verify(out) is None
     before = sorted(p.name for p in runs["ga"].iterdir())
-    for bad, what in [(runs["ga"], "is the attacked run"), (runs["ga"] / "sub", "overlaps the attacked run"),
-                      (runs["target"], "is the target run"), (runs["bench"] / "x", "overlaps the benchmark"),
-                      (runs["root"], "overlaps the attacked run")]:
-        with pytest.raises(AttackError, match=what):
+    for bad, what in [(runs["ga"], "is the attacked run"), (runs["ga"] / "sub", "is inside the attacked run"),
+                      (runs["target"], "is the target run"), (runs["bench"] / "x", "is inside the benchmark"),
+                      (runs["root"], "contains the attacked run")]:
+        with pytest.raises(RunFolderError, match=what):
             run_attack(runs["ga"], "quantize", bad, params={"bits": 8}, target=runs["target"], force=True,
                        progress=False)
     assert sorted(p.name for p in runs["ga"].iterdir()) == before and not (runs["ga"] / "sub").exists()
+
+
+def test_attack_refuses_a_parent_whose_files_changed(runs, tmp_path):
+    """As a merge checks its parents: an attacked run whose samples no longer match its manifest is refused
+    (its recovery would compare other numbers than the run's)."""
+    import shutil
+
+    from harness.attacks.run import run_attack
+    from harness.core.errors import ManifestError
+
+    parent = tmp_path / "ga-copy"
+    shutil.copytree(runs["ga"], parent)
+    with (parent / "samples.jsonl").open("a") as f:
+        f.write("\n")
+    with pytest.raises(ManifestError, match="samples.jsonl"):
+        run_attack(parent, "precision", tmp_path / "out", params={"dtype": "bfloat16"}, target=runs["target"],
+                   progress=False)
+    assert not (tmp_path / "out").exists()
