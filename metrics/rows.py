@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from harness.core.errors import DataError
+from harness.core.fileio import text_lines
 from harness.core.types import KINDS, SPLITS, kind_from_id
 
 from .mia import MIA_SETS
@@ -112,26 +113,16 @@ def check_mia_row(row: Mapping[str, Any], *, index: int | None = None, path: str
 def _read_jsonl(path: str | Path, check) -> list[dict[str, Any]]:
     path = Path(path)
     rows: list[dict[str, Any]] = []
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError("no such file", path) from None
-    except OSError as exc:
-        raise DataError(f"cannot open file ({exc.strerror})", path) from exc
-    with fh:
+    for lineno, text in text_lines(path):  # decoded line by line: a bad byte is reported on its own line
+        if not text.strip():
+            continue
         try:
-            for lineno, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object "
-                                    "per line", path, lineno) from exc
-                check(row, path=path, line=lineno)
-                rows.append(row)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not valid UTF-8 ({exc.reason})", path) from exc
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object "
+                            "per line", path, lineno) from exc
+        check(row, path=path, line=lineno)
+        rows.append(row)
     return rows
 
 

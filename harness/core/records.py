@@ -33,6 +33,8 @@ RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.jsonl"
 MIA_FILE = "mia.jsonl"
+#: Per-question MCQ rows (``harness.tasks.mcq.mmlu.run_mcq_rows``), keyed by the metric they give.
+MCQ_FILES = {"mmlu": "mmlu.jsonl", "utility": "utility.jsonl"}
 TRAIN_LOG_FILE = "train_log.jsonl"
 
 
@@ -149,7 +151,7 @@ def harness_version() -> str:
 
 
 def git_sha() -> str | None:
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout: harness/core/records.py -> repository root
     if not (here / ".git").exists():
         return None
     try:
@@ -256,6 +258,8 @@ class RunConfig(BaseModel):
     """The ``unlearnbench run`` config file the run came from."""
     unlearn_seconds: Optional[float] = None
     merge_seconds: Optional[float] = None
+    flags: dict[str, Any] = Field(default_factory=dict)
+    """Findings about the run, e.g. the no-op check (``no_op_suspected`` and the forget answer losses)."""
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

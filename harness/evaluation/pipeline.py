@@ -23,11 +23,13 @@ from harness.backends.base import BackendOptions, ModelBackend
 from harness.backends.distributed import is_main_process, num_processes
 from harness.core import fileio
 from harness.core.cache import EvalCache, cache_key
-from harness.core.records import (MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo, RunConfig, now,
-                                  provenance, write_config, write_result)
+from harness.core.records import (MCQ_FILES, MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo,
+                                  RunConfig, now, provenance, write_config, write_result)
 from harness.core.types import Benchmark
+from harness.evaluation.checks import FiniteOutputs, check_metrics, check_requests, check_weights
 from harness.tasks import as_task
 from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
+from harness.tasks.limit import check_limit, limit_task
 
 log = logging.getLogger("unlearnbench.evaluate")
 
@@ -64,6 +66,9 @@ class EvalSettings:
     """Relative top-1/top-2 logit gap below which a row is regenerated one at a time (None: the
     dtype's default, see ``harness.backends.hf.default_margin``); 0 disables the verification."""
     answer_losses: bool = True
+    limit: int | None = None
+    """At most this many records per split x task x kind and documents per MIA set, the first ones in
+    file order (:mod:`harness.tasks.limit`): a quick look, recorded, and never ranked as the benchmark."""
     progress: bool = True
     cache: bool = True
     cache_dir: str | None = None
@@ -78,6 +83,7 @@ class EvalSettings:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if not 0 < self.min_k <= 1:
             raise ValueError(f"min_k must be in (0, 1], got {self.min_k}")
+        check_limit(self.limit)
         if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
 
@@ -160,6 +166,8 @@ class RunInfo:
     run_id: str | None = None
     """Default: the run folder's name."""
     seed: int | None = None
+    flags: Mapping[str, Any] | None = None
+    """The record's ``flags`` (e.g. the unlearning runner's no-op check)."""
 
 
 class _Evaluation:
@@ -242,13 +250,15 @@ class _Evaluation:
                 out[i] = text
         return out
 
-    def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None]]:
-        """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set."""
+    def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None], dict[str, list[dict]]]:
+        """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set, and
+        their per-question rows (``mmlu.jsonl`` / ``utility.jsonl``)."""
         from harness.backends.distributed import on_main
-        from harness.tasks.mcq.mmlu import run_mcq
+        from harness.tasks.mcq.mmlu import run_mcq_rows
 
         accuracy: dict[str, float | None] = {"mmlu": None, "utility": None}
         info: dict[str, MMLUInfo | None] = {"mmlu": None, "utility": None}
+        rows: dict[str, list[dict]] = {}
         for name in ("mmlu", "utility"):
             spec = getattr(self.settings, name)
             if spec is None:
@@ -256,9 +266,9 @@ class _Evaluation:
             # Not cached: the spec may name a folder whose questions can change without the spec changing.
             with _Timer(self.timings, name):
                 # lm-eval scores an in-memory model in one process: the main one runs it, the rest wait.
-                acc, info[name] = on_main(lambda: run_mcq(self.model, self.tokenizer, spec))
+                acc, info[name], rows[name] = on_main(lambda: run_mcq_rows(self.model, self.tokenizer, spec))
             accuracy[name] = float(acc)
-        return accuracy, info
+        return accuracy, info, rows
 
     def lm_eval_columns(self) -> tuple[dict[str, float], dict[str, Any] | None]:
         """``lm_eval/<task>/<metric>`` metrics and their protocol, when ``lm_eval_tasks`` is set."""
@@ -304,7 +314,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
     """
     settings = settings or EvalSettings()
     run = dataclasses.replace(run or RunInfo(), **run_fields)
-    task = as_task(benchmark)
+    task = limit_task(as_task(benchmark), settings.limit)
     backend = backend or settings.make_backend(model, tokenizer)
     if backend.name != settings.engine:  # the cache keys on settings.engine: they must agree
         raise ValueError(f"the {backend.name!r} backend was given for settings with engine {settings.engine!r}")
@@ -318,8 +328,13 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
 
     evaluation = _Evaluation(model, tokenizer, task, settings, backend)
     model_info = evaluation.identify(run.model_info)
-    responses = evaluation.responses(task.requests())
-    mcq_accuracy, mcq_info = evaluation.multiple_choice()
+    # Before any model work: every text must fit the model's context (named by record id), and the
+    # model's first outputs must be finite (a NaN model is named at once, not blamed on the data).
+    check_requests(model, tokenizer, task, settings.max_new_tokens)
+    check_weights(model, f"the model {model_info.id}")
+    with FiniteOutputs(model, f"the model {model_info.id}", during="evaluation"):
+        responses = evaluation.responses(task.requests())
+    mcq_accuracy, mcq_info, mcq_rows = evaluation.multiple_choice()
     lm_eval_metrics, lm_eval_protocol = evaluation.lm_eval_columns()
     with _Timer(evaluation.timings, "scoring"):
         scores = task.score(responses, mcq_accuracy, settings.mode)
@@ -327,7 +342,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
 
     files: dict[str, str] = {}
     if out is not None and main:
-        files = _write_rows(out, scores)
+        files = _write_rows(out, scores, mcq_rows)
     method_info = run.method_info or MethodInfo(name="none")
     result = EvalResult(
         run_id=run.run_id or (out.name if out is not None else "in-memory"),
@@ -342,22 +357,28 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
         parents=[str(p) for p in run.parents],
+        flags=dict(run.flags or {}),
         timings={k: round(v, 4) for k, v in timings.items()},
         files=files,
         provenance=provenance(device=evaluation.identity["device"], dtype=evaluation.identity["dtype"], seed=run.seed),
     )
     if out is not None and main:
+        check_metrics(result.metrics, out / "result.json")  # a non-finite or out-of-range number is never written
         write_result(out, result)
     return result
 
 
-def _write_rows(out: Path, scores: Scores) -> dict[str, str]:
-    """The per-sample files (atomically); returns the result record's ``files``."""
+def _write_rows(out: Path, scores: Scores, mcq_rows: Mapping[str, list[dict]] | None = None) -> dict[str, str]:
+    """The per-sample files (atomically): ``samples.jsonl``, ``mia.jsonl``, and ``mmlu.jsonl`` /
+    ``utility.jsonl`` per MCQ question (what bootstrap intervals resample); returns the record's ``files``."""
     fileio.write_jsonl(out / SAMPLES_FILE, scores.samples)
     files = {"samples": SAMPLES_FILE}
     if scores.documents is not None:
         fileio.write_jsonl(out / MIA_FILE, scores.documents)
         files["mia"] = MIA_FILE
+    for name, rows in (mcq_rows or {}).items():
+        fileio.write_jsonl(out / MCQ_FILES[name], rows)
+        files[name] = MCQ_FILES[name]
     return files
 
 

@@ -30,6 +30,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mia", metavar="DIR", default=None,
                    help="folder with member.jsonl and nonmember.jsonl (default: DATA/mia when present)")
     g.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="generation limit (default 256)")
+    g.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="quick look: only the first N records of each split x task x kind and the first N documents "
+                        "of each MIA set (recorded; not comparable with full runs, so the SemEval boards refuse it)")
     g.add_argument("--batch-size", type=parse_batch_size, default="auto", metavar="N|auto",
                    help="rows per batch; auto starts large and halves on out-of-memory (on CPU, generation starts at "
                         "as many rows as fit 2 GiB of KV cache, 4 to 128) (default auto)")
@@ -58,7 +61,8 @@ def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("MMLU and utility (multiple choice, scored by lm-evaluation-harness)")
     g.add_argument("--mmlu", metavar="PATH|hub", default=None,
-                   help="MMLU folder (CSV release or cais/mmlu parquet/arrow layout) or 'hub' (online only)")
+                   help="MMLU folder (CSV release, cais/mmlu parquet/arrow layout, or hails/mmlu_no_train as "
+                        "`unlearnbench assets` writes it) or 'hub' (online only)")
     g.add_argument("--utility", metavar="PATH", default=None,
                    help="an MCQ set in the MMLU layout scored as 'utility' (e.g. WORLD/utility); always run in "
                         "full, with --mmlu-protocol")
@@ -171,7 +175,7 @@ def settings_from_args(args: argparse.Namespace):
                             lm_eval_tasks=lm_eval_tasks,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
                             engine=args.engine, tensor_parallel_size=args.tensor_parallel_size,
-                            progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
+                            limit=getattr(args, "limit", None), progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -197,17 +201,21 @@ def summary_lines(result) -> list[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from harness.tasks import load_task
-    from harness.evaluation.pipeline import evaluate_model
+    from harness.backends.distributed import is_main_process, shared_token
     from harness.backends.loading import load_model, model_info
     from harness.core.records import MethodInfo, RunConfig
-
-    from harness.backends.distributed import is_main_process
+    from harness.core.transaction import RunTransaction
+    from harness.evaluation.pipeline import evaluate_model
+    from harness.evaluation.runfolder import eval_identity, output_inputs, record_inputs
+    from harness.tasks import load_task
 
     rc = maybe_relaunch(args)
     if rc is not None:
         return rc
     settings = settings_from_args(args)
+    # --out is checked before anything is loaded: not a file, not an input, not inside or around one.
+    tx = RunTransaction(args.out, command="evaluate", token=shared_token(), main=is_main_process(),
+                        inputs=output_inputs(model=args.model, data=args.data, mia=args.mia, settings=settings))
     options = benchmark_options(args)
     task = load_task(args.data, name=args.benchmark, mia=args.mia, options=options)
     try:
@@ -215,17 +223,21 @@ def _evaluate(args: argparse.Namespace) -> int:
                                 trust_remote_code=args.trust_remote_code)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    out = Path(args.out)
     config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
                        label=args.label, benchmark=task.name, benchmark_options=options, device=args.device,
                        dtype=args.dtype, eval=settings.to_dict())
-    result = evaluate_model(model, tok, task, settings, out, model_info=model_info(model, id=str(args.model)),
-                            method_info=MethodInfo(name="none"), label=args.label, config=config,
-                            backend=settings.make_backend(model, tok, model_path=args.model))
+    with tx:  # everything lands in a staging folder, swapped in as --out only when complete
+        result = evaluate_model(model, tok, task, settings, tx.path, model_info=model_info(model, id=str(args.model)),
+                                method_info=MethodInfo(name="none"), label=args.label, config=config,
+                                run_id=tx.final.name,
+                                backend=settings.make_backend(model, tok, model_path=args.model))
+        record_inputs(tx, model=args.model, task=task, settings=settings)
+        tx.settings = {"benchmark": task.name, "benchmark_options": options, "dtype": args.dtype,
+                       "eval": eval_identity(settings)}
     if is_main_process():
         for line in summary_lines(result):
             print(line)
-        print(f"wrote {out / 'result.json'}")
+        print(f"wrote {Path(args.out) / 'result.json'}")
     return 0
 
 
@@ -240,7 +252,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--out runs/y",
                         "unlearnbench evaluate --model M --data D --num-processes 2 --out runs/dp   # data parallel"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, metavar="PATH", help="model folder (save_pretrained) or LoRA adapter")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="model folder (save_pretrained), LoRA adapter folder, .gguf file (dequantised; needs the "
+                        "'gguf' package) or hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct, where a hub is reachable)")
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (LUME: forget/retain [+ mia/])")
     add_benchmark_argument(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")
