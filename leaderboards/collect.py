@@ -40,8 +40,12 @@ from typing import Any, Iterable, Optional
 from harness.core import fileio
 from harness.core.errors import RecordError
 from harness.core.records import CONFIG_FILE, MIA_FILE, RESULT_FILE, SAMPLES_FILE, EvalResult, read_result
+from metrics.robust import is_attack_method
 
 from .board import Board
+
+#: The board that ranks attacked runs (leaderboards/boards/robust.toml); every other board leaves them out.
+ROBUST_BOARD = "robust"
 
 #: Relative and absolute tolerance when a metric is compared with its recomputed value: records are
 #: written from the same formulas, so anything above float noise means the files disagree.
@@ -122,6 +126,10 @@ def collect(folders: Iterable[str | Path], board: Board) -> Collection:
         limited = limit_problem(result, board)
         if limited:
             out.skipped.append(Skipped(str(path), limited))
+            continue
+        if is_attack_method(result.method.name) != (board.name == ROBUST_BOARD):
+            # Attacked runs (`unlearnbench attack`: other weights or prompts) are ranked on the robust
+            # board only, and the robust board reads nothing else.
             continue
         missing = missing_metrics(result, board.required_metrics)
         if missing:

@@ -94,6 +94,15 @@ _SPECS: tuple[MetricSpec, ...] = (
     # higher-is-better; their scales vary: accuracies in [0, 1], BLEU in [0, 100])
     _spec("lm_eval/*", "max", "an lm-evaluation-harness task's metric (lm_eval/<task>/<metric>[/<filter>]), "
           "higher is better; its protocol is in the record's settings.lm_eval_tasks", valid=(-math.inf, math.inf)),
+    # metrics.robust: an attack's recovery of a forget metric, e.g. recovered/forget/Task2/knowledge
+    _spec("recovered/*", "min", "share of the target-unlearned gap of a forget metric that an attack closes "
+          "(0 = nothing recovered, 1 = back to the target; not clipped; metrics.robust)",
+          valid=(-math.inf, math.inf)),
+    # leaderboards/robust.py: the robust board's per-run summary over attacks
+    _spec("robust/worst", "min", "the largest recovery of any attack on the run (see recovered/*)",
+          valid=(-math.inf, math.inf)),
+    _spec("robust/score", "max", "1 - robust/worst: the share of the forgetting kept under the worst attack",
+          valid=(-math.inf, math.inf)),
 )
 
 #: Metric-name pattern → declaration, for every metric name of docs/contracts.md.

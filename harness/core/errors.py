@@ -99,5 +99,10 @@ class DiskFullError(UnlearnbenchError, OSError):
         return self.message
 
 
-__all__ = ["BackendUnavailable", "DiskFullError", "ManifestError", "ModelError", "RunFolderError", "ConfigError", "DataError", "RecordError", "RegistryError", "TargetError",
+class AttackError(UnlearnbenchError, ValueError):
+    """A robustness attack cannot run with these settings on this model (``harness.attacks``)."""
+
+
+__all__ = ["AttackError", "BackendUnavailable", "ConfigError", "DataError", "DiskFullError", "ManifestError",
+           "ModelError", "RecordError", "RegistryError", "RunFolderError", "TargetError",
            "UnlearnbenchError", "UserError", "WorldError"]

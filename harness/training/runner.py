@@ -196,7 +196,8 @@ def _finished(run_dir: Path, evaluate: bool) -> bool:
     return (run_dir / MODEL_DIR).is_dir() and (run_dir / CONFIG_FILE).is_file()
 
 
-def _attach_log(run_dir: Path) -> logging.Handler:
+def attach_run_log(run_dir: Path) -> logging.Handler:
+    """Copy the ``unlearnbench`` loggers' INFO messages into ``run_dir/log.txt`` (remove the handler when done)."""
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
@@ -376,7 +377,7 @@ class _UnlearningRun:
 
         with self.tx:
             wait_for_everyone()
-            handler = _attach_log(self.run_dir) if self.main else logging.NullHandler()
+            handler = attach_run_log(self.run_dir) if self.main else logging.NullHandler()
             try:
                 net, tokenizer, seconds = self._unlearn()
                 self.config.unlearn_seconds = round(seconds, 3)
@@ -465,5 +466,5 @@ class _UnlearningRun:
         return evaluate_model(net, tokenizer, self.task, settings, self.run_dir, info, backend=backend)
 
 
-__all__ = ["run_unlearning", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
+__all__ = ["run_unlearning", "attach_run_log", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
            "read_config_file", "RunOutcome", "ConfigError", "MODEL_DIR"]
