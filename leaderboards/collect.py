@@ -486,13 +486,22 @@ def _mcq_key(info) -> Optional[tuple]:
 
 def compatibility_key(result: EvalResult, board: Board) -> tuple:
     """What must be equal for two records to be ranked together: schema version, benchmark content
-    hash, and the protocol of every MCQ score (MMLU / utility) the board uses — protocol, shots, full
-    or limited, and prompt format (``letters`` and ``cloze`` accuracies are different quantities)."""
+    hash, the protocol of every MCQ score (MMLU / utility) the board uses — protocol, shots, full
+    or limited, and prompt format (``letters`` and ``cloze`` accuracies are different quantities) — and
+    of every lm-eval task whose ``lm_eval/<task>/…`` metrics it uses (task version, shots, limit)."""
     key: list = [("schema", result.schema_version), ("benchmark", result.benchmark.content_hash)]
     for name in board.uses_mcq:
         info = result.mmlu if name == "mmlu" else result.utility
         key.append((name, _mcq_key(info)))
+    for task in _lm_eval_tasks(board):  # --lm-eval-tasks columns: the same task version, shots and limit
+        recorded = ((result.settings.get("lm_eval_tasks") or {}).get("tasks") or {}).get(task) or {}
+        key.append((f"lm_eval/{task}", (recorded.get("version"), recorded.get("num_fewshot"), recorded.get("limit"))))
     return tuple(key)
+
+
+def _lm_eval_tasks(board: Board) -> list[str]:
+    names = {c.metric for c in board.columns} | set(board.required_metrics) | set(board.components)
+    return sorted({n.split("/")[1] for n in names if n.startswith("lm_eval/") and n.count("/") >= 2})
 
 
 def describe_key(key: tuple, example: EvalResult) -> str:
@@ -504,6 +513,9 @@ def describe_key(key: tuple, example: EvalResult) -> str:
             parts.append(f"benchmark {example.benchmark.name!r} (hash {value[:12]})")
         elif value is None:
             parts.append(f"{name}: no protocol recorded")
+        elif name.startswith("lm_eval/"):
+            version, shots, limit = value
+            parts.append(f"{name}: task version {version}, {shots}-shot, " + ("full" if limit is None else f"limit {limit}"))
         else:
             protocol, shots, full, limit, prompt_format = value
             parts.append(f"{name}: protocol {protocol}, {shots}-shot, {prompt_format} prompts, "
@@ -516,7 +528,11 @@ def key_slug(key: tuple, example: EvalResult) -> str:
     parts = [re.sub(r"[^A-Za-z0-9_.-]+", "-", example.benchmark.name).strip("-.") or "benchmark",
              re.sub(r"[^A-Za-z0-9]+", "", example.benchmark.content_hash)[:8] or "nohash"]
     for name, value in key[2:]:
-        if value is not None:
+        if name.startswith("lm_eval/"):
+            version, shots, limit = value
+            parts.append(re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{name[len('lm_eval/'):]}-v{version}-{shots}shot")
+                         + ("" if limit is None else f"-limit{limit}"))
+        elif value is not None:
             protocol, shots, full, limit, prompt_format = value
             parts.append(re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{name}-{protocol}-{shots}shot-{prompt_format}")
                          + ("" if full else f"-limit{limit}"))

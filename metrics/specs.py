@@ -74,6 +74,8 @@ _SPECS: tuple[MetricSpec, ...] = (
           "retain-only model's (higher = indistinguishable from never having seen the forget set)"),
     _spec("tofu/forget_quality/ks_statistic", "min", "KS distance behind Forget Quality (0 = same distribution as "
           "the retain-only model)"),
+    _spec("tofu/forget_quality/log10", "max", "log10 of TOFU Forget Quality (0 = indistinguishable from the retain-only "
+          "model; boards rank by it: the p-values span orders of magnitude)", valid=(-math.inf, 0.0)),
     *(spec for set_name in _TOFU_SET_NAMES for spec in _tofu_set_specs(set_name)),
     # MUSE (metrics/muse.py)
     _spec("muse/verbmem_forget", "min", "MUSE VerbMem: mean ROUGE-L F1 of the greedy continuation of forget text "

@@ -101,6 +101,9 @@ def metric_name(set_name: str, statistic: str) -> str:
 MODEL_UTILITY = "tofu/model_utility"
 FORGET_QUALITY = "tofu/forget_quality"
 FORGET_KS_STATISTIC = "tofu/forget_quality/ks_statistic"
+#: log10 of Forget Quality: p-values span tens of orders of magnitude (TOFU plots them on a log axis),
+#: so boards rank by this; a board rounding the p-value itself would tie 1e-7 with 1e-16.
+FORGET_QUALITY_LOG10 = "tofu/forget_quality/log10"
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -301,7 +304,7 @@ def tofu_metrics(rows: Iterable[Mapping[str, Any]], reference_rows: Iterable[Map
     """Every TOFU metric computable from per-item rows (``result.json`` names).
 
     ``tofu/<set>/<statistic>`` for each set present; ``tofu/model_utility`` when retain, real authors
-    and world facts are all present; ``tofu/forget_quality`` (and its KS statistic) when
+    and world facts are all present; ``tofu/forget_quality`` (its KS statistic and log10) when
     ``reference_rows`` — the retain-only model's rows, of which only the forget set is used — are
     given and both have a forget set. ``path``/``reference_path`` name the rows' files in errors.
     """
@@ -326,6 +329,8 @@ def tofu_metrics(rows: Iterable[Mapping[str, Any]], reference_rows: Iterable[Map
         fq = forget_quality(columns["forget"], SetColumns.from_rows("forget", reference["forget"]))
         out[FORGET_QUALITY] = fq.pvalue
         out[FORGET_KS_STATISTIC] = fq.statistic
+        if fq.pvalue > 0:  # a p-value that underflowed to 0 has no logarithm: left out, never -inf
+            out[FORGET_QUALITY_LOG10] = math.log10(fq.pvalue)
     return out
 
 

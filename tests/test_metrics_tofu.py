@@ -18,6 +18,7 @@ from metrics import metric_spec
 from metrics.tofu import (
     FORGET_KS_STATISTIC,
     FORGET_QUALITY,
+    FORGET_QUALITY_LOG10,
     MODEL_UTILITY,
     MODEL_UTILITY_TERMS,
     TOFU_AGGREGATED_LOG,
@@ -64,6 +65,7 @@ def test_model_utility_of_the_published_phi_models_is_bit_exact():
 def test_forget_quality_of_phi_full_against_phi_retain90_is_bit_exact():
     result = tofu_metrics(read_tofu_logs(TOFU_LOGS / "phi-full"), read_tofu_logs(TOFU_LOGS / "phi-retain90"))
     assert result[FORGET_QUALITY] == 2.1942743021891237e-16
+    assert result[FORGET_QUALITY_LOG10] == math.log10(2.1942743021891237e-16)  # -15.66: what boards rank by
     # 104 of the 300 truth ratios separate the two models' empirical distributions
     assert result[FORGET_KS_STATISTIC] == pytest.approx(104 / 300, abs=1e-15)
     # the retain-only model against itself: indistinguishable
@@ -74,7 +76,7 @@ def test_forget_quality_of_phi_full_against_phi_retain90_is_bit_exact():
 @requires_tofu_logs
 def test_published_logs_give_every_component_in_its_declared_range():
     result = tofu_metrics(read_tofu_logs(TOFU_LOGS / "phi-full"), read_tofu_logs(TOFU_LOGS / "phi-retain90"))
-    assert len(result) == 4 * 3 + 3
+    assert len(result) == 4 * 3 + 4
     for name, value in result.items():
         assert metric_spec(name).value_problem(value) is None, name
     # the full model answers its training data: near-perfect retain and forget ROUGE
@@ -188,7 +190,15 @@ def test_forget_quality_is_the_ks_two_sample_p_value():
     assert result[FORGET_QUALITY] == pytest.approx(0.1, rel=1e-12)
     assert result[FORGET_KS_STATISTIC] == 1.0
     same = tofu_metrics(_forget_with_ratios([1.5, 2, 3]), _forget_with_ratios([1.5, 2, 3]))
-    assert same[FORGET_QUALITY] == 1.0 and same[FORGET_KS_STATISTIC] == 0.0
+    assert same[FORGET_QUALITY] == 1.0 and same[FORGET_KS_STATISTIC] == 0.0 and same[FORGET_QUALITY_LOG10] == 0.0
+
+
+def test_a_p_value_that_underflowed_has_no_log10(monkeypatch):
+    import metrics.tofu as tofu
+
+    monkeypatch.setattr(tofu, "forget_quality", lambda *a: tofu.ForgetQuality(pvalue=0.0, statistic=1.0))
+    result = tofu_metrics(_forget_with_ratios([1.5, 2, 3]), _forget_with_ratios([4, 5, 6]))
+    assert result[FORGET_QUALITY] == 0.0 and FORGET_QUALITY_LOG10 not in result  # never -inf on a board
 
 
 def test_forget_quality_uses_only_the_references_forget_set():
@@ -333,11 +343,12 @@ def test_every_tofu_and_muse_metric_is_declared_with_a_direction_and_range():
     from harness.core.registry import METRICS
 
     names = set(tofu_metrics(full_rows(), _forget_with_ratios([1.0])))
-    assert names == {MODEL_UTILITY, FORGET_QUALITY, FORGET_KS_STATISTIC} | {
+    assert names == {MODEL_UTILITY, FORGET_QUALITY, FORGET_KS_STATISTIC, FORGET_QUALITY_LOG10} | {
         f"tofu/{s}/{stat}" for s in TOFU_SETS for stat in ("probability", "rougeL_recall", "truth_ratio")}
     for name in names:
         spec = metric_spec(name)
-        assert METRICS.get(name) is spec and (spec.low, spec.high) == (0.0, 1.0)
+        expected = (-math.inf, 0.0) if name == FORGET_QUALITY_LOG10 else (0.0, 1.0)
+        assert METRICS.get(name) is spec and (spec.low, spec.high) == expected
     assert metric_spec("tofu/forget/probability").direction == "min"
     assert metric_spec("tofu/forget/truth_ratio").direction == "max"
     assert metric_spec("tofu/real_authors/probability").direction == "max"

@@ -156,3 +156,34 @@ def test_only_higher_is_better_finite_metrics_become_columns():
     with pytest.raises(RuntimeError, match="no higher-is-better metric for wikitext"):
         lm_eval_columns({"results": {"wikitext": out["results"]["wikitext"]},
                          "higher_is_better": out["higher_is_better"]}, LMEvalTasksSpec(("wikitext",)))
+
+
+def test_a_board_never_ranks_lm_eval_columns_of_different_protocols(tmp_path):
+    import leaderboards
+    from test_leaderboard import full_metrics, make_record, write_record
+
+    board = tmp_path / "hazard.toml"
+    board.write_text('name = "hazard"\nscore = "lm_eval/wmdp_bio/acc"\n\n[[columns]]\nmetric = "lm_eval/wmdp_bio/acc"\n'
+                     'header = "WMDP-Bio"\n')
+
+    def record(label: str, acc: float, shots: int, limit: int | None):
+        rec = make_record(label, label, {**full_metrics(0.2, 0.6, 0.6, 0.47), "lm_eval/wmdp_bio/acc": acc})
+        protocol = {"lm_eval_version": "0.4.13", "tasks": {"wmdp_bio": {"version": 1, "num_fewshot": shots,
+                                                                       "limit": limit, "full": limit is None}}}
+        return rec.model_copy(update={"settings": {**rec.settings, "lm_eval_tasks": protocol}})
+
+    write_record(tmp_path / "runs" / "a", record("npo", 0.30, 0, None))
+    write_record(tmp_path / "runs" / "b", record("rmu", 0.25, 0, None))
+    [(_, lb)] = leaderboards.build_leaderboards([tmp_path / "runs"], str(board), bootstrap=0, progress=False)
+    assert [e.label for e in lb.ranked] == ["npo", "rmu"]
+    write_record(tmp_path / "runs" / "c", record("kl", 0.60, 5, None))   # 5-shot: another quantity
+    write_record(tmp_path / "runs" / "d", record("ga", 0.90, 0, 20))     # 20 questions: not the full task
+    with pytest.raises(leaderboards.LeaderboardError) as info:
+        leaderboards.build_leaderboards([tmp_path / "runs"], str(board), bootstrap=0, progress=False)
+    assert "cannot be ranked together" in str(info.value)
+    assert "lm_eval/wmdp_bio: task version 1, 5-shot, full" in str(info.value)
+    assert "lm_eval/wmdp_bio: task version 1, 0-shot, limit 20" in str(info.value)
+    groups = leaderboards.build_leaderboards([tmp_path / "runs"], str(board), bootstrap=0, progress=False,
+                                             split_by_benchmark=True)
+    assert sorted(sorted(e.label for e in b.ranked) for _, b in groups) == [["ga"], ["kl"], ["npo", "rmu"]]
+    assert len({slug for slug, _ in groups}) == 3

@@ -96,6 +96,16 @@ def test_malformed_subsets_are_refused_naming_the_file(tmp_path, subset, split, 
     assert str(folder) in str(info.value)
 
 
+def test_an_empty_raw_training_text_is_left_out_with_a_warning(tmp_path, caplog):
+    """The MUSE-News release's raw/forget has one empty text; evaluation sets still refuse empty texts."""
+    folder = write_authors_layout(tmp_path / "m")
+    texts = _subsets()[("raw", "forget")]
+    (folder / "raw" / "forget.json").write_text(json.dumps(texts[:1] + ["", "  "] + texts[1:]))
+    with caplog.at_level("WARNING", logger="unlearnbench.tasks.muse"):
+        assert load_muse(folder).raw["forget"] == texts
+    assert "left out 2 empty text(s) (item 2, 3) of 5" in caplog.text
+
+
 def test_options_are_checked(tmp_path):
     folder = write_authors_layout(tmp_path / "m")
     with pytest.raises(ConfigError, match="unknown MUSE option\\(s\\) split"):

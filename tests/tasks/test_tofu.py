@@ -230,10 +230,6 @@ def test_import_tofu_reproduces_the_published_values_and_ranks_on_the_tofu_board
                    str(TOFU_LOGS / "phi-retain90"), "--out", str(tmp_path / "runs" / model)])
         assert rc == 0
     full = read_result(tmp_path / "runs" / "phi-full")
-    from harness.core.manifest import read_manifest, verify
-
-    assert verify(tmp_path / "runs" / "phi-full") is None  # written through the run-folder transaction
-    assert read_manifest(tmp_path / "runs" / "phi-full")["command"] == "import-tofu"
     assert full.metrics["tofu/model_utility"] == 0.5220737132035151
     assert full.metrics["tofu/forget_quality"] == 2.1942743021891237e-16
     assert read_result(tmp_path / "runs" / "phi-retain90").metrics["tofu/model_utility"] == 0.5319909117798325
@@ -261,11 +257,29 @@ def test_import_tofu_reproduces_the_published_values_and_ranks_on_the_tofu_board
     record.write_text(record.read_text().replace("0.5220737132035151", "0.6220737132035151"))
     [(_, board)] = build_leaderboards([tmp_path / "runs"], "tofu", bootstrap=0)
     assert [e.label for e in board.ranked] == ["phi-retain90"]
-    assert "result.json does not match the manifest" in board.skipped[0][1]  # the run manifest catches it first
-    (record.parent / "manifest.json").unlink()  # without a manifest (an older run): the rows are rescored
+    assert "result.json does not match the manifest" in board.skipped[0][1]
+    # … also without a manifest (a folder from before manifests): its rows are rescored by the tofu benchmark
+    (tmp_path / "runs" / "phi-full" / "manifest.json").unlink()
     [(_, board)] = build_leaderboards([tmp_path / "runs"], "tofu", bootstrap=0)
     assert [e.label for e in board.ranked] == ["phi-retain90"]
     assert "tofu/model_utility recomputed from samples.jsonl is 0.522074" in board.skipped[0][1]
+
+
+@requires_tofu_logs
+def test_import_tofu_writes_a_transaction_never_into_its_inputs(tmp_path, capsys):
+    from harness.cli import main
+    from harness.core.manifest import verify
+
+    logs = shutil.copytree(TOFU_LOGS / "phi-full", tmp_path / "logs")
+    before = sorted(p.name for p in logs.iterdir())
+    rc = main(["import-tofu", "--logs", str(logs), "--retain-logs", str(logs), "--out", str(logs / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--out" in err
+    assert sorted(p.name for p in logs.iterdir()) == before  # nothing written into the logs
+    assert main(["-q", "import-tofu", "--logs", str(logs), "--retain-logs", str(logs), "--out",
+                 str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "manifest.json").is_file() and verify(tmp_path / "run") is None
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
 def test_import_tofu_errors_name_the_file(tmp_path, capsys):

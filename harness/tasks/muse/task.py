@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,6 +35,8 @@ from harness.core.errors import ConfigError, DataError
 from harness.core.registry import register_benchmark
 from harness.core.types import Benchmark, Record
 from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
+
+log = logging.getLogger("unlearnbench.tasks.muse")
 
 SUBSET_SUFFIXES = (".json", ".jsonl", ".parquet")
 VERBMEM_NEW_TOKENS = 128
@@ -55,8 +58,10 @@ def find_subset(folder: Path, subset: str, split: str) -> Path | None:
 
 
 def read_subset(folder: Path, subset: str, split: str, fields: tuple[str, ...] | None,
-                required: bool = True) -> list[Any]:
-    """Rows (dicts with ``fields``) or texts (``fields=None``) of ``subset/split``, validated."""
+                required: bool = True, skip_empty: bool = False) -> list[Any]:
+    """Rows (dicts with ``fields``) or texts (``fields=None``) of ``subset/split``, validated.
+    ``skip_empty``: empty texts are left out (with a warning) instead of refused — for the raw training
+    texts, where the release itself has one (MUSE-News ``raw/forget``, item 822 of 889)."""
     path = find_subset(folder, subset, split)
     if path is None:
         if required:
@@ -78,10 +83,14 @@ def read_subset(folder: Path, subset: str, split: str, fields: tuple[str, ...] |
                 json.loads(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError as exc:
             raise DataError(f"not valid JSON ({exc.msg}); expected a JSON array or JSON lines", path) from exc
-    out = []
+    out: list[Any] = []
+    skipped: list[int] = []
     for n, row in enumerate(rows, start=1):
         if fields is None:
             value = row.get("text") if isinstance(row, dict) else row
+            if skip_empty and isinstance(value, str) and not value.strip():
+                skipped.append(n)
+                continue
             if not isinstance(value, str) or not value.strip():
                 raise DataError(f"item {n}: expected a non-empty text (a string or {{text}}), got {row!r:.80}", path)
             out.append(value)
@@ -91,6 +100,9 @@ def read_subset(folder: Path, subset: str, split: str, fields: tuple[str, ...] |
         out.append({f: row[f] for f in fields})
     if not out:
         raise DataError("no items", path)
+    if skipped:
+        log.warning("%s: left out %d empty text(s) (item %s) of %d", path, len(skipped),
+                    ", ".join(map(str, skipped[:5])) + (" …" if len(skipped) > 5 else ""), len(rows))
     return out
 
 
@@ -119,7 +131,7 @@ def load_muse(folder: str | Path) -> MuseData:
                  "retain": read_subset(folder, "knowmem", retain, qa),
                  "retain_icl": read_subset(folder, "knowmem", retain_icl, qa)},
         privleak={s: read_subset(folder, "privleak", s, None) for s in ("forget", "holdout")},
-        raw={s: read_subset(folder, "raw", s, None, required=False) for s in ("forget", "retain1")},
+        raw={s: read_subset(folder, "raw", s, None, required=False, skip_empty=True) for s in ("forget", "retain1")},
     )
 
 

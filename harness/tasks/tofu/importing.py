@@ -3,7 +3,9 @@
 :func:`import_tofu_logs` reads the four ``eval_*.json`` files of a model and of its retain-only
 reference (:func:`metrics.tofu.read_tofu_logs`), computes every TOFU metric exactly as TOFU's
 ``aggregate_eval_stat.py`` does, and writes ``samples.jsonl`` (the model's rows plus the reference's
-forget rows, so ``unlearnbench score`` recomputes everything), ``config.json`` and ``result.json``.
+forget rows, so ``unlearnbench score`` recomputes everything), ``config.json`` and ``result.json``
+— as one transaction (:class:`harness.core.transaction.RunTransaction`: all or nothing, with a
+``manifest.json`` recording the content of both log folders).
 
 The record's benchmark hash is :func:`harness.tasks.tofu.task.items_hash` of the evaluated questions
 and answers, recovered from the logs' ``generated_text`` (the formatted prompt and the ground truth):
@@ -57,6 +59,8 @@ def import_tofu_logs(logs: str | Path, retain_logs: str | Path, out: str | Path,
     from harness.core import fileio
     from harness.core.records import (SAMPLES_FILE, BenchmarkInfo, EvalResult, MethodInfo, ModelInfo, RunConfig,
                                       now, provenance, write_config, write_result)
+    from harness.core.manifest import folder_input
+    from harness.core.transaction import RunTransaction
     from harness.tasks.tofu.data import FORGET_SPLITS
     from harness.tasks.tofu.task import REFERENCE_SET, items_hash
     from metrics.tofu import tofu_metrics
@@ -65,6 +69,8 @@ def import_tofu_logs(logs: str | Path, retain_logs: str | Path, out: str | Path,
     if split not in FORGET_SPLITS:
         raise DataError(f"unknown TOFU forget split {split!r}; expected one of {', '.join(FORGET_SPLITS)}", logs)
     logs, retain_logs, out = Path(logs), Path(retain_logs), Path(out)
+    # --out checked before anything is read: not a file, not a log folder, not inside or around one
+    tx = RunTransaction(out, command="import-tofu", inputs={"TOFU logs": logs, "reference logs": retain_logs})
     created = now()
     rows, reference = read_tofu_logs(logs), read_tofu_logs(retain_logs)
     fmt = _with_questions(rows, logs)
@@ -81,28 +87,23 @@ def import_tofu_logs(logs: str | Path, retain_logs: str | Path, out: str | Path,
                 "imported_from": {"logs": str(logs), "retain_logs": str(retain_logs)},
                 "answer_loss": "TOFU's own evaluation (evaluate_util.py)", "reference": str(retain_logs)}
     label = label or logs.name
-    from harness.core.manifest import folder_input
-    from harness.core.transaction import RunTransaction
-
-    # One transaction (harness.core.transaction): the run folder appears complete or not at all, with a
-    # manifest; --out may not be or hold the logs it reads.
-    with RunTransaction(out, command="import-tofu", inputs={"TOFU logs": logs, "reference logs": retain_logs}) as tx:
-        tx.record_input("TOFU logs", folder_input(logs))
-        tx.record_input("reference logs", folder_input(retain_logs))
-        tx.settings = {"split": split, "format": fmt, "label": label}
+    options = {"split": split, "format": fmt, "reference": str(retain_logs)}
+    with tx:  # every file lands in a staging folder, swapped in as `out` only when complete
         write_config(tx.path, RunConfig(command="import-tofu", argv=sys.argv[1:], method=IMPORT_METHOD, label=label,
                                         params={"logs": str(logs)}, model=str(logs), data=str(logs), benchmark="tofu",
-                                        benchmark_options={"split": split, "format": fmt,
-                                                           "reference": str(retain_logs)}))
+                                        benchmark_options=options))
         fileio.write_jsonl(tx.path / SAMPLES_FILE, samples)
         result = EvalResult(
-            run_id=out.name, label=label, created_at=created, finished_at=now(),
+            run_id=tx.final.name, label=label, created_at=created, finished_at=now(),
             benchmark=BenchmarkInfo(name=f"tofu-{split}", content_hash=items_hash(sets), path=str(logs),
                                     counts={s: len(v) for s, v in sets.items()}),
             model=ModelInfo(id=str(logs)), method=MethodInfo(name=IMPORT_METHOD, params={"logs": str(logs)}),
             metrics=metrics, settings={"benchmark": "tofu", "protocol": protocol},
             files={"samples": SAMPLES_FILE}, provenance=provenance(device="n/a", dtype="n/a"))
         write_result(tx.path, result)
+        tx.record_input("TOFU logs", folder_input(logs))
+        tx.record_input("reference logs", folder_input(retain_logs))
+        tx.settings = {"benchmark": "tofu", "benchmark_options": options}
     return result
 
 

@@ -24,18 +24,26 @@ def evaluate_oracle(world: Path, oracle: Path, progress: bool = True) -> Path:
     """Evaluate the oracle on the world (no reference yet) into ``WORLD/reference``."""
     from harness.backends.loading import load_model, model_info
     from harness.core.records import MethodInfo, RunConfig
+    from harness.core.transaction import RunTransaction
     from harness.evaluation.pipeline import EvalSettings, evaluate_model
+    from harness.evaluation.runfolder import eval_identity, record_inputs
     from harness.tasks.world_tofu.task import WorldTofuTask
 
     out = world / REFERENCE_RUN
+    # inside the world folder by design, so the world is not listed as an input --out must avoid
+    tx = RunTransaction(out, command="tofu-world", inputs={"model": oracle})
     task = WorldTofuTask.load(world, options={"reference": ""})  # the oracle is the reference: none for itself
     task.name = WorldTofuTask.name
     model, tokenizer = load_model(oracle)
     settings = EvalSettings(progress=progress)
     config = RunConfig(command="tofu-world", model=str(oracle), data=str(world), benchmark="world-tofu",
                        label="oracle (retain90)", eval=settings.to_dict())
-    evaluate_model(model, tokenizer, task, settings, out, model_info=model_info(model, id=str(oracle)),
-                   method_info=MethodInfo(name="none"), label="oracle (retain90)", config=config)
+    with tx:
+        evaluate_model(model, tokenizer, task, settings, tx.path, model_info=model_info(model, id=str(oracle)),
+                       method_info=MethodInfo(name="none"), label="oracle (retain90)", config=config,
+                       run_id=tx.final.name)
+        record_inputs(tx, model=oracle, task=task, settings=settings)
+        tx.settings = {"benchmark": task.name, "benchmark_options": {}, "eval": eval_identity(settings)}
     return out
 
 

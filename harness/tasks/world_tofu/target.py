@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 from harness.core import fileio
 from harness.core.errors import DataError
 from harness.core.records import harness_version
+from harness.core.transaction import RunTransaction
 from harness.synthetic.target import CONFIGS, TARGET_FILE, WEIGHTS_FILE, TargetConfig
 from harness.tasks.tofu.data import find_config, read_config
 from harness.tasks.tofu.formats import prompt_format
@@ -75,6 +74,8 @@ def train_tofu_target(world: str | Path, out: str | Path, kind: str = "full", se
     if kind not in TRAIN_CONFIGS:
         raise ValueError(f"unknown target kind {kind!r}; expected one of {', '.join(TRAIN_CONFIGS)}")
     key = _key(world, kind, config, seed)
+    # the output is checked before any training: not a file, not the world, not inside or around it
+    tx = RunTransaction(out, inputs={"world": world}, markers=(TARGET_FILE,))
     info_path = out / TARGET_FILE
     if info_path.is_file() and (out / WEIGHTS_FILE).is_file():
         if json.loads(info_path.read_text(encoding="utf-8")).get("cache_key") == key:
@@ -100,19 +101,14 @@ def train_tofu_target(world: str | Path, out: str | Path, kind: str = "full", se
     model.generation_config.pad_token_id = eos
     model.generation_config.bos_token_id = bos
     model.generation_config.do_sample = False
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    fileio.write_json(tmp / TARGET_FILE, {
-        "cache_key": key, "kind": kind, "world": str(world.resolve()), "seed": seed, "config": asdict(config),
-        "trained_on": [*TRAIN_CONFIGS[kind], *GENERAL_CONFIGS], "train_sequences": len(sequences),
-        "train_seconds": round(time.perf_counter() - started, 1), "epoch_losses": [round(x, 4) for x in losses],
-        "recipe_version": RECIPE_VERSION, "unlearnbench_version": harness_version()})
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with tx:  # a staging sibling swapped in whole: a killed run never leaves a half model taken for a cache hit
+        model.save_pretrained(tx.path)
+        tokenizer.save_pretrained(tx.path)
+        fileio.write_json(tx.path / TARGET_FILE, {  # last: its presence marks a complete folder
+            "cache_key": key, "kind": kind, "world": str(world.resolve()), "seed": seed, "config": asdict(config),
+            "trained_on": [*TRAIN_CONFIGS[kind], *GENERAL_CONFIGS], "train_sequences": len(sequences),
+            "train_seconds": round(time.perf_counter() - started, 1), "epoch_losses": [round(x, 4) for x in losses],
+            "recipe_version": RECIPE_VERSION, "unlearnbench_version": harness_version()})
     return out
 
 

@@ -115,7 +115,8 @@ def _general_knowledge(rng: random.Random, names, n: int) -> tuple[list[dict], l
 
 
 def generate_tofu_world(out: str | Path, seed: int = 0, n_authors: int = 40, n_general: int = 30) -> Path:
-    """Write the TOFU-format world into ``out`` (created; files rewritten); return ``out``."""
+    """Write the TOFU-format world into ``out`` (created, or replaced whole); return ``out``."""
+    from harness.core.transaction import RunTransaction
     from harness.synthetic.world import Names
 
     if n_authors < 10 or n_authors % 10:
@@ -127,19 +128,22 @@ def generate_tofu_world(out: str | Path, seed: int = 0, n_authors: int = 40, n_g
     n_forget = len(rows) // 10
     forget, retain = rows[-n_forget:], rows[:-n_forget]
     qa = lambda rs: [{"question": r["question"], "answer": r["answer"]} for r in rs]  # noqa: E731
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         "full": qa(rows), "forget10": qa(forget), "retain90": qa(retain),
         "forget10_perturbed": forget, "retain_perturbed": retain[:n_forget],
         "real_authors_perturbed": real_authors, "world_facts_perturbed": world_facts,
         "real_authors": qa(real_authors), "world_facts": qa(world_facts),
     }
-    for name, config_rows in files.items():
-        fileio.write_text(out / f"{name}.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in config_rows))
-    fileio.write_json(out / MARKER, {"benchmark": BENCHMARK_NAME, "generator": GENERATOR_VERSION, "seed": seed,
-                                     "authors": n_authors, "counts": {k: len(v) for k, v in files.items()}})
-    return out
+    # Written into a staging sibling and swapped in whole (a folder without the marker is refused): a
+    # rewrite never mixes two worlds' files, and the old world's reference run goes with it.
+    with RunTransaction(out, markers=(MARKER,)) as tx:
+        for name, config_rows in files.items():
+            fileio.write_text(tx.path / f"{name}.json",
+                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in config_rows))
+        fileio.write_json(tx.path / MARKER, {"benchmark": BENCHMARK_NAME, "generator": GENERATOR_VERSION,
+                                             "seed": seed, "authors": n_authors,
+                                             "counts": {k: len(v) for k, v in files.items()}})
+    return Path(out)
 
 
 __all__ = ["BENCHMARK_NAME", "FACTS", "GENERATOR_VERSION", "MARKER", "generate_tofu_world"]
