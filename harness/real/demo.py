@@ -85,6 +85,8 @@ class RealDemoPlan:
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     methods: Sequence[str] = DEFAULT_METHODS
     method_epochs: int = 2
+    evaluate_parents: bool = False
+    """Evaluate the ZJUKLAB merge's two parents too (two more evaluations; listed apart on the board)."""
     mmlu_subjects: str = DEFAULT_MMLU_SUBJECTS
     mmlu_limit: int | None = 40
     """MMLU test questions per subject (None: all)."""
@@ -252,13 +254,15 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
 
 
 # -- 3./4. methods, evaluations, board ----------------------------------------------------------------
-def _method_params(name: str, epochs: int) -> dict[str, Any]:
+def _method_params(name: str, epochs: int, evaluate_parents: bool) -> dict[str, Any]:
     from harness.synthetic.demo import method_params
 
     params = method_params(name, quick=False)
     target = params["common_params"] if name == "zjuklab_merge" else params
     target["epochs"] = epochs
     target.pop("max_length", None)  # real documents are longer than the world's 128 tokens
+    if name == "zjuklab_merge":
+        params["evaluate_parents"] = evaluate_parents
     return params
 
 
@@ -273,7 +277,9 @@ def _evaluate_target(target: Path, data: Path, run: Path, settings) -> Any:
     if (run / RESULT).is_file():
         try:
             old = read_result(run)
-            if old.model.weight_hash == info.weight_hash and old.settings.get("max_new_tokens") == settings.max_new_tokens:
+            wanted = {k: v for k, v in settings.to_dict().items() if k != "progress"}
+            same_eval = all(old.settings.get(k) == v for k, v in wanted.items())
+            if old.model.weight_hash == info.weight_hash and same_eval:
                 return old
         except Exception:  # an unreadable old record is simply redone
             pass
@@ -321,8 +327,8 @@ def run_real_demo(plan: RealDemoPlan) -> dict[str, Any]:
     rows = {"target": _summary(target_result.metrics)}
     for name in plan.methods:
         t = time.perf_counter()
-        outcome = run_unlearning(name, out / "target", data, out / "runs" / name,
-                                 params=_method_params(name, plan.method_epochs), evaluate=True,
+        params = _method_params(name, plan.method_epochs, plan.evaluate_parents)
+        outcome = run_unlearning(name, out / "target", data, out / "runs" / name, params=params, evaluate=True,
                                  eval_settings=settings, command="demo", progress=True, keep_model=False)
         timings[f"method/{name}"] = time.perf_counter() - t
         if outcome.result is not None:
