@@ -29,12 +29,19 @@ from harness.core.types import Benchmark, UnlearnContext, UnlearningMethod
 class LossMethod(UnlearningMethod):
     """Base of the gradient-based methods: every training-loop setting is a hyperparameter too."""
 
-    #: Named parameter sets (``preset="…"``) applied over the defaults and under explicit values.
+    #: Named parameter sets (``preset="…"``) applied over the defaults and under explicit values by
+    #: :func:`harness.training.runner.resolve_params` (``unlearnbench unlearn --preset NAME``). Every built-in
+    #: method has a ``demo`` preset: the settings ``unlearnbench demo`` runs it with.
     presets: dict[str, dict[str, Any]] = {}
     #: Cheap settings for the conformance suite (tiny model, a few steps).
     conformance_params: dict[str, Any] = {}
 
-    def __init__(self, **training: Any):
+    def __init__(self, preset: str | None = None, **training: Any):
+        if preset is not None and preset not in self.presets:
+            raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(self.presets) or '(none)'}")
+        self.preset = preset
+        """The preset the parameters were resolved with (recorded; its values are applied by
+        :func:`harness.training.runner.resolve_params`, not here)."""
         valid = train_settings_defaults()
         unknown = sorted(set(training) - set(valid))
         if unknown:
@@ -47,7 +54,7 @@ class LossMethod(UnlearningMethod):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """The method's own hyperparameters (from each subclass ``__init__``), then the loop's."""
+        """The method's own hyperparameters (from each subclass ``__init__``), ``preset``, then the loop's."""
         out: dict[str, Any] = {}
         for klass in cls.__mro__:
             if klass is LossMethod:
@@ -61,9 +68,18 @@ class LossMethod(UnlearningMethod):
                 if p.default is inspect.Parameter.empty:
                     raise TypeError(f"{klass.__name__}.__init__ parameter {name!r} needs a default")
                 out.setdefault(name, p.default)
+        out.setdefault("preset", None)
         for name, value in train_settings_defaults().items():
             out.setdefault(name, value)
         return out
+
+    @classmethod
+    def param_specs(cls) -> dict[str, Any]:
+        """Type and range of every hyperparameter: the method's own ``__init__`` annotations, then the
+        loop's (:class:`harness.training.TrainSettings` fields) -- see :mod:`harness.core.params`."""
+        from harness.core.params import specs_from_dataclass, specs_from_init
+
+        return {**specs_from_dataclass(TrainSettings), **specs_from_init(cls, stop=LossMethod)}
 
     def training_settings(self) -> TrainSettings:
         return TrainSettings(**{k: getattr(self, k) for k in train_settings_defaults()})

@@ -8,10 +8,12 @@ log-probabilities of the initial model (full fine-tuning) — never a second mod
 
 from __future__ import annotations
 
+from harness.core.params import PositiveFloat
 from harness.core.registry import register_method
 from harness.training import sequence_nll
 
 from .base import LossMethod
+from .presets import demo_preset
 
 
 def npo_term(step, beta: float):
@@ -27,7 +29,11 @@ def npo_term(step, beta: float):
 class NPO(LossMethod):
     """Negative Preference Optimisation on the forget data (β = 0.1)."""
 
-    def __init__(self, beta: float = 0.1, **training):
+    #: World-board final score per learning rate of the demo recipe (baselines.presets):
+    #: 5e-4: 0.303, 1e-3: 0.344, 2e-3 and up: utility below the floor (0.34, 0.32, 0.32).
+    presets = {"demo": demo_preset(1e-3)}
+
+    def __init__(self, beta: PositiveFloat = 0.1, **training):
         super().__init__(**training)
         self.beta = beta
 

@@ -5,18 +5,31 @@ On forget data the hidden states at one layer are pushed towards a fixed random 
 seed); on retain data they are held to the frozen model's (MSE, weight ``retain_weight``). Both MSEs
 are averaged over the real (attended) tokens.
 
-``layer`` indexes ``outputs.hidden_states`` (0 = embeddings, i = output of block i); ``None`` picks
-the middle block. The frozen activations come from the base under ``disable_adapter`` (LoRA) or are
-precomputed once (full fine-tuning). Unlike the original, which trains only three MLP blocks' weights,
-the trainable parameters are whatever the loop's ``finetune`` mode makes trainable (layers above
-``layer`` get no gradient).
+``layer`` indexes ``outputs.hidden_states`` as transformers returns them: i = 1 … n-1 is the output of
+block i, and i = n (the last) is the last block's output *after the final norm*; 0 (the token
+embeddings, which no adapter changes) is refused. ``None`` picks the middle block. The frozen
+activations come from the base under ``disable_adapter`` (LoRA) or are precomputed once (full
+fine-tuning). Unlike the original, which trains only three MLP blocks' weights, the trainable
+parameters are whatever the loop's ``finetune`` mode makes trainable (layers above ``layer`` get no
+gradient).
+
+The defaults are the WMDP paper's for Zephyr-7B (c = 6.5; retain weight 100, their code's default,
+1200 in their Zephyr run). The retain weight is not scale-free: it trades activation changes on retain
+text against steering on forget text, and how much steering costs on retain text depends on how well
+the model separates the two. WMDP's forget (biosecurity papers) and retain (Wikipedia) texts are far
+apart; the embedded world's forget and retain documents come from the same generator, and its
+2-layer target represents them almost alike. There the retain term wins outright: with the default
+weight RMU leaves the forget answer loss where it was (0.0316 -> 0.0319 nats, every score unchanged).
+The ``demo`` preset measures what works there instead (see its comment).
 """
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, PositiveFloat, PositiveInt
 from harness.core.registry import register_method
 
 from .base import LossMethod
+from .presets import demo_preset
 
 
 def _masked_mse(a, b, mask):
@@ -29,9 +42,24 @@ def _masked_mse(a, b, mask):
 class RMU(LossMethod):
     """Steer forget activations at one layer to a scaled random direction, keep retain ones (RMU)."""
 
-    def __init__(self, layer: int | None = None, steering_coeff: float = 6.5, retain_weight: float = 100.0,
+    presets = {
+        # The demo recipe (baselines.presets) at the top hidden state of the 2-layer target (the only
+        # one that has seen two attention layers: at layer 1 the steering hits retain text as hard as
+        # forget text) with retain weight 1 (open-unlearning's default; WMDP's 100 is a no-op here, see
+        # the module docstring). World-board final score per learning rate: 5e-4: 0.294, 1e-3: 0.294,
+        # 2e-3: 0.352, 3e-3: 0.406, 5e-3: 0.460. The steering coefficient stays WMDP's 6.5, as every
+        # other method keeps its paper's own parameters; larger ones do much better on this world
+        # (c = 15 at 5e-3: 0.798, c = 30 at 3e-3: 0.735; benchmarks/demo_presets.py --rmu-coeffs).
+        "demo": demo_preset(5e-3, layer=2, retain_weight=1.0),
+    }
+
+    def __init__(self, layer: PositiveInt | None = None, steering_coeff: PositiveFloat = 6.5,
+                 retain_weight: NonNegativeFloat = 100.0,
                  **training):
         super().__init__(**training)
+        if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 1):
+            raise ValueError(f"rmu: layer indexes outputs.hidden_states and must be an integer >= 1 (0 is the token "
+                             f"embeddings, which training does not steer), got {layer!r}")
         self.layer = layer
         self.steering_coeff = steering_coeff
         self.retain_weight = retain_weight
@@ -44,8 +72,9 @@ class RMU(LossMethod):
             if not n_layers:
                 raise ValueError("rmu: cannot tell the model's number of layers; set layer=")
             return max(1, n_layers // 2)
-        if n_layers and not 0 <= self.layer <= n_layers:
-            raise ValueError(f"rmu: layer must be in [0, {n_layers}] for this model, got {self.layer}")
+        if n_layers and self.layer > n_layers:
+            raise ValueError(f"rmu: layer must be in [1, {n_layers}] for this model ({n_layers} = the last block's "
+                             f"output after the final norm), got {self.layer}")
         return self.layer
 
     def reference_needs(self):

@@ -17,13 +17,17 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Sequence
+
+from pydantic import Field
 
 from harness.core import fileio
+from harness.core.params import Finite, Seed
 from harness.core.registry import register_method
 from harness.core.types import UnlearnContext, UnlearningMethod
 
-from .merging import MergeSettings, merge_lora_adapters
+from .merging import COMBINATION_TYPES, MergeSettings, merge_lora_adapters
+from .presets import demo_preset
 
 log = logging.getLogger("unlearnbench.method.zjuklab_merge")
 
@@ -34,15 +38,29 @@ PARENTS = (("over", "zjuklab_over"), ("under", "zjuklab_under"))
 class ZJUKLABMerge(UnlearningMethod):
     """ZJUKLAB: TIES-merge an over- and an under-forgetting NPO+GDR+KLR LoRA model (SemEval-2025, 2nd)."""
 
+    presets = {
+        # The parents get the demo recipe (baselines.presets) over their zjuklab_over/_under presets,
+        # keeping the paper's batch ratio (over: 4, under: 8 -- theirs were 1x4 and 2x4) and its
+        # warm-up (one epoch), LoRA dropout, seed and formulation. Merged world-board final score per
+        # shared learning rate: 5e-4: 0.298, 1e-3: 0.294, 2e-3: 0.422, 3e-3: 0.543, 5e-3: 0.490.
+        "demo": {"common_params": {k: v for k, v in demo_preset(3e-3).items() if k != "per_device_batch_size"},
+                 "over_params": {"per_device_batch_size": 4}, "under_params": {"per_device_batch_size": 8}},
+    }
+
     #: Cheap settings for the method conformance suite.
     conformance_params = {"over_params": {"epochs": 1, "lora_r": 4, "lora_alpha": 4, "gradient_accumulation_steps": 1,
                                           "max_length": 64, "eval_every": 0, "max_steps": 2},
                           "under_params": {"epochs": 1, "lora_r": 4, "lora_alpha": 4, "gradient_accumulation_steps": 1,
                                            "max_length": 64, "eval_every": 0, "max_steps": 2}}
 
-    def __init__(self, how: str = "ties", density: float = 0.8, weights: tuple = (1.0, 1.0),
+    def __init__(self, how: Literal[COMBINATION_TYPES] = "ties", density: Annotated[float, Field(gt=0, le=1)] = 0.8,
+                 weights: Annotated[Sequence[Finite], Field(min_length=2, max_length=2)] = (1.0, 1.0),
                  over_params: dict | None = None, under_params: dict | None = None, common_params: dict | None = None,
-                 merge_seed: int = 0, evaluate_parents: bool = True):
+                 merge_seed: Seed = 0, evaluate_parents: bool = True, preset: str | None = None):
+        if preset is not None and preset not in self.presets:
+            raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(self.presets)}")
+        self.preset = preset
+        """The preset the parameters were resolved with (recorded; applied by ``resolve_params``)."""
         self.how = how
         self.density = density
         self.weights = tuple(weights)
@@ -55,6 +73,8 @@ class ZJUKLABMerge(UnlearningMethod):
         self.merge_seed = merge_seed
         self.evaluate_parents = evaluate_parents
         self.merge_settings().validate(2, "lora")
+        for which in ("over", "under"):  # the parents' parameters are checked now, before any work
+            self.parent_params(which)
 
     def merge_settings(self) -> MergeSettings:
         return MergeSettings(how=self.how, density=self.density, weights=self.weights, seed=self.merge_seed)
@@ -99,7 +119,7 @@ class ZJUKLABMerge(UnlearningMethod):
             merged = merge_lora_adapters(model, [str(d) for d in adapter_dirs], self.merge_settings())
             if ctx.log_event:
                 ctx.log_event({"event": "merge", "how": self.how, "density": self.density,
-                               "weights": list(self.weights), "parents": [str(d.parent) for d in adapter_dirs]})
+                               "weights": list(self.weights), "parents": [f"parents/{d.parent.name}" for d in adapter_dirs]})
             out = merged.merge_and_unload()
             out.eval()
             return out
@@ -115,6 +135,8 @@ class ZJUKLABMerge(UnlearningMethod):
         extra = ctx.extra or {}
         base_model = extra.get("model_path")
         label = f"zjuklab:{which}"
+        # ctx.out_dir is the run's staging folder; the record names the folder it becomes.
+        named = Path(extra.get("final_out_dir") or ctx.out_dir) / "parents" / which
         config = {"command": "zjuklab_merge", "method": "npo_gdr_klr", "params": params, "model": base_model,
                   "base_model": base_model, "data": extra.get("data_path"), "mia": extra.get("mia_path"),
                   "seed": params.get("seed"), "label": label, "finetune": "lora", "model_dir": "model",
@@ -128,10 +150,12 @@ class ZJUKLABMerge(UnlearningMethod):
 
         config["eval"] = eval_settings.to_dict()  # evaluate_model writes config.json
         model.eval()
+        # The backend reads the saved parent when it loads from disk (vLLM), like the runner's.
+        backend = eval_settings.make_backend(model, tokenizer, model_path=run / "model")
         evaluate_model(model, tokenizer, data, eval_settings, run,
-                       model_info=model_info(model, id=str(run / "model"), base_model=base_model),
+                       model_info=model_info(model, id=str(named / "model"), base_model=base_model),
                        method_info=MethodInfo(name="npo_gdr_klr", params=params), label=label, config=config,
-                       seed=params.get("seed"))
+                       seed=params.get("seed"), run_id=named.name, backend=backend)
 
 
 def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext:
@@ -145,4 +169,4 @@ def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext
             ctx.log_event({**event, "parent": which})
 
     return UnlearnContext(out_dir=run, seed=ctx.seed, device=ctx.device, dtype=ctx.dtype, logger=ctx.logger,
-                          log_event=log_event, progress=ctx.progress, extra=dict(ctx.extra or {}))
+                          log_event=log_event, progress=ctx.progress, extra=dict(ctx.extra or {}), task=ctx.task)

@@ -33,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from harness.core.records import MIA_FILE, SAMPLES_FILE
+from metrics.mia import weighted_auc
 
 from .build import Leaderboard
 from .collect import LoadedRecord, per_sample_problem
@@ -128,27 +129,10 @@ def _aligned(data: RunData, layout: Layout) -> bool:
     return all(set(data.items[k]) == set(ids) for k, ids in layout.strata.items())
 
 
-def _weighted_auc(member: np.ndarray, nonmember: np.ndarray, cm: np.ndarray, cn: np.ndarray) -> np.ndarray:
-    """ROC AUC per replicate with members/non-members weighted by their resampling counts.
-
-    AUC = Σ_i Σ_j w_i v_j ([m_i > n_j] + ½[m_i = n_j]) / (Σw Σv): sort once, sum weights per distinct
-    score, and count for each member score the non-member weight strictly below plus half the ties.
-    """
-    scores = np.concatenate([member, nonmember])
-    is_member = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_scores)) + 1])
-    weights = np.concatenate([cm, cn], axis=1)[:, order].astype(np.float64)
-    wm = np.add.reduceat(weights * is_member[order], starts, axis=1)
-    wn = np.add.reduceat(weights * (1 - is_member[order]), starts, axis=1)
-    below = np.cumsum(wn, axis=1) - wn
-    return (wm * (below + 0.5 * wn)).sum(axis=1) / (cm.sum(axis=1) * cn.sum(axis=1))
-
-
 def mia_aucs(mia_rows: Sequence[dict]) -> dict[str, Optional[float]]:
     """Every attack's MIA AUC (under its ``result.json`` name) from ``mia.jsonl`` rows: the
-    Mann–Whitney statistic of :func:`_weighted_auc` with unit weights, equal to scikit-learn's ROC AUC
+    Mann–Whitney statistic of :func:`metrics.mia.weighted_auc` with unit weights, equal to scikit-learn's
+    ROC AUC
     to float precision (tested) without importing scikit-learn (seconds, on a loaded machine, for a
     board that only checks records). None where an attack's fields or a set are missing."""
     from metrics.mia import attack_scores
@@ -161,7 +145,7 @@ def mia_aucs(mia_rows: Sequence[dict]) -> dict[str, Optional[float]]:
             out[name] = None
             continue
         members, nonmembers = np.asarray(split[0], dtype=np.float64), np.asarray(split[1], dtype=np.float64)
-        out[name] = float(_weighted_auc(members, nonmembers, np.ones((1, len(members))),
+        out[name] = float(weighted_auc(members, nonmembers, np.ones((1, len(members))),
                                         np.ones((1, len(nonmembers))))[0])
     return out
 
@@ -196,7 +180,7 @@ def replicate_metrics(data: RunData, layout: Layout, counts: dict[tuple[str, str
                 continue
             m = np.array([scores[("member", i)] for i in layout.members])
             n = np.array([scores[("nonmember", i)] for i in layout.nonmembers])
-            out[MIA_METRIC_NAMES[attack]] = _weighted_auc(m, n, member_counts, nonmember_counts)
+            out[MIA_METRIC_NAMES[attack]] = weighted_auc(m, n, member_counts, nonmember_counts)
         if "mia_auc" in out:
             out["mia_score"] = 1 - 2 * np.abs(out["mia_auc"] - 0.5)
     for name, by_subject in (mcq_counts or {}).items():

@@ -20,8 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-# ../shared/lume beside the clone (as CI lays it out); UNLEARNBENCH_LUME points elsewhere (a worktree).
+# The project's shared/ folder beside the checkout; UNLEARNBENCH_SHARED points elsewhere (e.g. from a
+# git worktree, whose parent folder has no shared/); UNLEARNBENCH_LUME overrides the LUME folder alone.
+SHARED = Path(os.environ.get("UNLEARNBENCH_SHARED") or REPO.parent / "shared")
 LUME_DIR = Path(os.environ.get("UNLEARNBENCH_LUME") or SHARED / "lume")
 
 # A small LUME-like benchmark: three tasks, both kinds, forget and retain, MIA sets.

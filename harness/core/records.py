@@ -151,7 +151,7 @@ def harness_version() -> str:
 
 
 def git_sha() -> str | None:
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout: harness/core/records.py -> repository root
     if not (here / ".git").exists():
         return None
     try:
@@ -247,6 +247,8 @@ class RunConfig(BaseModel):
     """The MIA folder when given apart from the benchmark."""
     benchmark: Optional[str] = None
     """The registered benchmark the data was read as (``lume``, …)."""
+    benchmark_options: Optional[dict[str, str]] = None
+    """The benchmark's own options (``--benchmark-option``, ``--reference``), or null."""
     seed: Optional[int] = None
     device: Optional[str] = None
     dtype: Optional[str] = None
@@ -256,6 +258,8 @@ class RunConfig(BaseModel):
     """The ``unlearnbench run`` config file the run came from."""
     unlearn_seconds: Optional[float] = None
     merge_seconds: Optional[float] = None
+    flags: dict[str, Any] = Field(default_factory=dict)
+    """Findings about the run, e.g. the no-op check (``no_op_suspected`` and the forget answer losses)."""
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

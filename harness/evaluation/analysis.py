@@ -68,6 +68,22 @@ def density_table(run_dirs: Iterable[str | Path]):
     return df[df["density"].notna()].sort_values("density", kind="stable").reset_index(drop=True)
 
 
+def density_optimum(df) -> dict:
+    """Where a density sweep (:func:`density_table`) peaks: ``{"score", "density", "value", "interior"}``,
+    ``interior`` being True when the best density is neither the smallest nor the largest swept (the
+    ZJUKLAB paper's Figure 5 finds such an optimum). The score is ``final_score_utility`` when the runs
+    have it, else ``final_score``; ties go to the smaller density."""
+    score = "final_score_utility" if "final_score_utility" in df and df["final_score_utility"].notna().any() \
+        else "final_score"
+    rows = df[df[score].notna()] if score in df else df.iloc[0:0]
+    if rows.empty:
+        raise RecordError("density sweep", f"no run of the sweep has a {score}")
+    best = rows.loc[rows[score].idxmax()]
+    densities = rows["density"]
+    return {"score": score, "density": float(best["density"]), "value": float(best[score]),
+            "interior": bool(densities.min() < best["density"] < densities.max())}
+
+
 def plot_merge_table(df, out_png: str | Path, title: str = "Merging techniques") -> Path:
     import matplotlib
 

@@ -26,6 +26,7 @@ from harness.core.cache import EvalCache, cache_key
 from harness.core.records import (MCQ_FILES, MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo,
                                   RunConfig, now, provenance, write_config, write_result)
 from harness.core.types import Benchmark
+from harness.evaluation.checks import FiniteOutputs, check_metrics, check_requests, check_weights
 from harness.tasks import as_task
 from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
 from harness.tasks.limit import check_limit, limit_task
@@ -53,6 +54,8 @@ class EvalSettings:
     """A ``harness.tasks.mcq.mmlu`` spec, or None to skip MMLU."""
     utility: Any = None
     """A ``harness.tasks.mcq.mmlu`` spec for the synthetic world's general-knowledge MCQ set, or None."""
+    lm_eval_tasks: Any = None
+    """A :class:`harness.tasks.lm_eval_tasks.LMEvalTasksSpec`: lm-eval tasks run as metric columns, or None."""
     engine: str = "hf"
     """The model backend (:data:`harness.backends.BACKENDS`): ``hf``, batched and verified-exact decoding
     with transformers; ``reference``, the organisers' one-record-at-a-time loop (slow; for comparison);
@@ -163,6 +166,8 @@ class RunInfo:
     run_id: str | None = None
     """Default: the run folder's name."""
     seed: int | None = None
+    flags: Mapping[str, Any] | None = None
+    """The record's ``flags`` (e.g. the unlearning runner's no-op check)."""
 
 
 class _Evaluation:
@@ -200,22 +205,50 @@ class _Evaluation:
         """The backend's answers to the benchmark's requests. Under ``accelerate launch``/torchrun every
         process calls the backend and receives the gathered results in input order."""
         s, backend = self.settings, self.backend
-        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
-        generation_key = {"mode": s.mode, "max_new_tokens": s.max_new_tokens, "engine": s.engine,
-                          "verify_margin": s.verify_margin}
-        generations = self._cached("generation", generation_key, len(requests.prompts),
-                                   lambda: backend.generate(list(requests.prompts), s.max_new_tokens, cleanup))
+        generations = self._generations(requests)
         answer_losses: list[float | None] = [None] * len(requests.answers)
         if s.answer_losses and requests.answers:
             inputs, outputs = [a for a, _ in requests.answers], [b for _, b in requests.answers]
-            answer_losses = self._cached("answer_loss", {}, len(requests.answers),
-                                         lambda: [_finite(x) for x in backend.answer_losses(inputs, outputs)])
+            fmt = requests.answer_format
+            # LUME's convention keeps its historical cache key; another convention is part of the key.
+            loss_key = {} if fmt.is_default else {"answer_format": dataclasses.asdict(fmt)}
+            answer_losses = self._cached("answer_loss", loss_key, len(requests.answers), lambda: [
+                _finite(x) for x in (backend.answer_losses(inputs, outputs) if fmt.is_default
+                                     else backend.answer_losses(inputs, outputs, fmt))])
         documents = None
         if requests.documents:
             documents = self._cached("mia", {"min_k": s.min_k}, len(requests.documents), lambda: [
                 {k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in backend.document_scores(list(requests.documents), k=s.min_k)])
-        return Responses(generations, answer_losses, documents)
+        token_logprobs = None
+        if requests.token_texts:
+            token_logprobs = self._cached("token_logprobs", {}, len(requests.token_texts),
+                                          lambda: backend.token_logprobs(list(requests.token_texts)))
+        truncated = None
+        if requests.truncations:
+            cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+            truncated = [backend.truncate([text], n, cleanup)[0] for text, n in requests.truncations]
+        return Responses(generations, answer_losses, documents, token_logprobs, truncated)
+
+    def _generations(self, requests: Requests) -> list[str]:
+        """Greedy generations; with per-prompt budgets (``requests.max_new_tokens``) one backend call
+        (and cache entry) per distinct budget, reassembled in request order."""
+        s, backend = self.settings, self.backend
+        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+        prompts = list(requests.prompts)
+        budgets = list(requests.max_new_tokens) or [s.max_new_tokens] * len(prompts)
+        if len(budgets) != len(prompts):
+            raise ValueError(f"the benchmark gave {len(budgets)} generation budgets for {len(prompts)} prompts")
+        out: list[str] = [""] * len(prompts)
+        for budget in sorted(set(budgets)):
+            picked = [i for i, b in enumerate(budgets) if b == budget]
+            part = [prompts[i] for i in picked]
+            key = {"mode": s.mode, "max_new_tokens": budget, "engine": s.engine, "verify_margin": s.verify_margin}
+            texts = self._cached("generation", key, len(part),
+                                 lambda part=part, budget=budget: backend.generate(part, budget, cleanup))
+            for i, text in zip(picked, texts):
+                out[i] = text
+        return out
 
     def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None], dict[str, list[dict]]]:
         """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set, and
@@ -237,11 +270,27 @@ class _Evaluation:
             accuracy[name] = float(acc)
         return accuracy, info, rows
 
+    def lm_eval_columns(self) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """``lm_eval/<task>/<metric>`` metrics and their protocol, when ``lm_eval_tasks`` is set."""
+        spec = self.settings.lm_eval_tasks
+        if spec is None:
+            return {}, None
+        from harness.backends.distributed import on_main
+        from harness.tasks.lm_eval_tasks import run_lm_eval_tasks
+
+        with _Timer(self.timings, "lm_eval"):
+            return on_main(lambda: run_lm_eval_tasks(self.model, self.tokenizer, spec))
+
     def run_settings(self) -> dict[str, Any]:
         """The result record's ``settings``: what was asked for and how the backend ran it."""
         out = self.settings.to_dict()
         out.pop("progress", None)
         out["benchmark"] = self.task.name
+        protocol = self.task.protocol()
+        if protocol:
+            out["protocol"] = protocol
+            if self.task.requests().max_new_tokens:  # the benchmark's budgets, not the run's, applied
+                out["max_new_tokens"] = None
         out["engine_stats"] = _jsonable(self.backend.stats)
         out["cache_hits"] = list(self.cache.hits)
         out["num_processes"] = num_processes()
@@ -279,8 +328,14 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
 
     evaluation = _Evaluation(model, tokenizer, task, settings, backend)
     model_info = evaluation.identify(run.model_info)
-    responses = evaluation.responses(task.requests())
+    # Before any model work: every text must fit the model's context (named by record id), and the
+    # model's first outputs must be finite (a NaN model is named at once, not blamed on the data).
+    check_requests(model, tokenizer, task, settings.max_new_tokens)
+    check_weights(model, f"the model {model_info.id}")
+    with FiniteOutputs(model, f"the model {model_info.id}", during="evaluation"):
+        responses = evaluation.responses(task.requests())
     mcq_accuracy, mcq_info, mcq_rows = evaluation.multiple_choice()
+    lm_eval_metrics, lm_eval_protocol = evaluation.lm_eval_columns()
     with _Timer(evaluation.timings, "scoring"):
         scores = task.score(responses, mcq_accuracy, settings.mode)
     timings = {**evaluation.timings, **{k: float(v) for k, v in (run.extra_timings or {}).items()}}
@@ -297,16 +352,18 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         benchmark=task.info(),
         model=model_info,
         method=method_info,
-        metrics=scores.metrics,
-        settings=evaluation.run_settings(),
+        metrics={**scores.metrics, **lm_eval_metrics},
+        settings={**evaluation.run_settings(), **({"lm_eval_tasks": lm_eval_protocol} if lm_eval_protocol else {})},
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
         parents=[str(p) for p in run.parents],
+        flags=dict(run.flags or {}),
         timings={k: round(v, 4) for k, v in timings.items()},
         files=files,
         provenance=provenance(device=evaluation.identity["device"], dtype=evaluation.identity["dtype"], seed=run.seed),
     )
     if out is not None and main:
+        check_metrics(result.metrics, out / "result.json")  # a non-finite or out-of-range number is never written
         write_result(out, result)
     return result
 

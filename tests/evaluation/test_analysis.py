@@ -35,3 +35,15 @@ def test_density_table_orders_the_sweep_by_density_and_leaves_out_unmerged_runs(
     assert list(sweep["final_score"]) == [0.50, 0.30]
     with pytest.raises(RecordError, match="no merged run with a density"):
         density_table([runs[3]])
+
+
+def test_density_optimum_says_whether_the_best_density_is_interior(tmp_path):
+    from harness.evaluation.analysis import density_optimum
+
+    # the demo's measured sweep (TIES of its parents): 0.4546, 0.5447, 0.5611, 0.5448, 0.5321
+    finals = {0.2: 0.4546, 0.4: 0.5447, 0.6: 0.5611, 0.8: 0.5448, 1.0: 0.5321}
+    runs = [_run(tmp_path, f"ties-d{d:g}", "merge", {"how": "ties", "density": d}, f) for d, f in finals.items()]
+    best = density_optimum(density_table(runs))
+    assert best == {"score": "final_score", "density": 0.6, "value": 0.5611, "interior": True}
+    edge = [_run(tmp_path / "edge", f"ties-d{d:g}", "merge", {"how": "ties", "density": d}, d) for d in (0.2, 0.6, 1.0)]
+    assert density_optimum(density_table(edge))["interior"] is False

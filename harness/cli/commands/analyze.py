@@ -68,7 +68,7 @@ def _merges(args: argparse.Namespace) -> int:
 def _density(args: argparse.Namespace) -> int:
     from baselines.merging import MergeSettings
 
-    from harness.evaluation.analysis import density_table, plot_density
+    from harness.evaluation.analysis import density_optimum, density_table, plot_density
 
     densities = [float(d) for d in args.densities.split(",")]
     variants = [(f"{args.how}-d{d:g}", MergeSettings(how=args.how, density=d, seed=args.seed,
@@ -80,6 +80,9 @@ def _density(args: argparse.Namespace) -> int:
     csv = _write_table(df, out, f"density_{args.how}")
     png = plot_density(df, out / f"density_{args.how}.png", f"{args.how}: density sweep")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    best = density_optimum(df)
+    print(f"best density: {best['density']:g} ({best['score']} {best['value']:.4f}; "
+          + ("interior: neither end of the sweep)" if best["interior"] else "at an end of the sweep)"))
     print(f"wrote {csv} and {png}")
     return 0
 

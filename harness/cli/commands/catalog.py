@@ -20,8 +20,14 @@ def _methods(args: argparse.Namespace) -> int:
         origin = METHODS.origin(name)
         print(f"{name:<18} {summary_line(cls.__doc__):<70} [{origin}]")
         if args.params:
+            from harness.core.params import method_specs
+
+            specs = method_specs(cls)
             for key, value in cls.defaults().items():
-                print(f"{'':<20}{key} = {value!r}")
+                allowed = f"  ({specs[key].allowed})" if key in specs else ""
+                print(f"{'':<20}{key} = {value!r}{allowed}")
+            for preset, values in (getattr(cls, "presets", None) or {}).items():
+                print(f"{'':<20}preset {preset}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
     return 0
 
 
@@ -66,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("methods", help="list registered unlearning methods (built-in and plugins)",
                        epilog=examples("unlearnbench methods", "unlearnbench methods --params"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params", action="store_true", help="also list each method's default hyperparameters")
+    p.add_argument("--params", action="store_true", help="also list each method's default hyperparameters and presets")
     p.add_argument("--refresh", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_methods)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.main import examples
+from harness.core.errors import UserError
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -17,8 +18,10 @@ def _demo(args: argparse.Namespace) -> int:
         return run_from_args(args)
 
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else []
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run_demo(DemoPlan(out=Path(args.out), quick=args.quick, seed=args.seed, size=args.size, methods=methods,
-                      bootstrap=args.bootstrap))
+                      bootstrap=args.bootstrap, jobs=args.jobs))
     return 0
 
 
@@ -27,14 +30,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo", help="the whole pipeline on a synthetic world: world, target, every method, leaderboard",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=examples("unlearnbench demo                      # about 10 minutes on 2 CPU cores",
-                        "unlearnbench demo --quick              # four methods, one epoch each",
+                        "unlearnbench demo --quick              # npo_gdr_klr and zjuklab_merge only",
                         "unlearnbench demo --methods npo,rmu --out my-demo"),
     )
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out); reruns reuse it")
-    p.add_argument("--quick", action="store_true", help="four methods, one epoch each (≈3 minutes)")
+    p.add_argument("--quick", action="store_true", help="only npo_gdr_klr and zjuklab_merge (with its parents)")
     p.add_argument("--methods", default=None, help="comma list of methods (default: every built-in method)")
     p.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     p.add_argument("--size", choices=("small", "medium", "large"), default="small", help="world/target size")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time, one worker process each (default: one per core, at most 4)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the intervals (200)")
     from harness.real.demo import add_real_arguments
 

@@ -347,6 +347,8 @@ def load_mcq(root: str | Path) -> MCQSet:
             raise DataError(f"no MCQ files found (neither test/<subject>_test.csv nor <subject>/test-*.parquet); "
                             f"{LAYOUT_HELP}", root)
         layout, data = found
+    for subject in sorted(data):
+        check_subject_name(subject, root)
     if not any(splits.get("test") for splits in data.values()):
         raise DataError(f"no subject has a non-empty test split; {LAYOUT_HELP}", root)
     # A subject that is there but has no test questions is a damaged copy: scoring without it would
@@ -357,3 +359,14 @@ def load_mcq(root: str | Path) -> MCQSet:
                         "restore them from the original copy, or remove their files to score the other "
                         "subjects (recorded as not the full MMLU)", root)
     return MCQSet(root=root.resolve(), layout=layout, data=data)
+
+
+#: A subject is a plain name: it becomes an lm-eval task name and part of a prompt template, so it
+#: must not carry template syntax (``{{ … }}``, ``{% … %}``) or anything else a template engine reads.
+SUBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_ .\-]*$")
+
+
+def check_subject_name(subject: str, root: Path) -> None:
+    if not isinstance(subject, str) or not SUBJECT_NAME.match(subject):
+        raise DataError(f"subject name {subject!r} (from a file or folder name or the 'subject' column) is not a "
+                        "plain name; expected letters, digits, '_', '-', '.' and spaces, as MMLU's subjects", root)

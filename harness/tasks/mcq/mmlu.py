@@ -183,7 +183,9 @@ def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str,
         "dataset_kwargs": {"data_files": files, "cache_dir": cache_dir},
         "test_split": "test",
         "output_type": "multiple_choice",
-        "description": layout["description"].format(subject=subject.replace("_", " ")),
+        # lm-eval renders the description with Jinja: the subject is data, so the text is passed
+        # inside {% raw %} (the subject's name is also checked to be a plain name when it is read).
+        "description": "{% raw %}" + layout["description"].format(subject=subject.replace("_", " ")) + "{% endraw %}",
         "doc_to_text": layout["doc_to_text"],
         "doc_to_choice": layout["doc_to_choice"],
         "doc_to_target": "answer",
