@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from harness.core import fileio
 from harness.core.errors import UserError
+from harness.core.transaction import RunTransaction
 
 log = logging.getLogger("unlearnbench.demo")
 
@@ -46,6 +47,7 @@ DEFAULT_METHODS = ("grad_ascent", "grad_diff", "npo_gdr_klr", "zjuklab_merge")
 #: MMLU subjects where a 135M model scores visibly above chance in the cloze format.
 DEFAULT_MMLU_SUBJECTS = "marketing"
 TARGET_FILE = "finetune.json"
+SUBSET_FILE = "SUBSET.json"
 RESULT_FILE = "real_demo.json"
 
 
@@ -147,12 +149,13 @@ def lume_subset(lume: str | Path, out: str | Path, spec: SubsetSpec = SubsetSpec
                 qa_seen[doc] = qa_seen.get(doc, 0) + 1
             rows.append({"id": r.id, "input": r.input, "output": r.output, "task": r.task})
         splits[split] = rows
-    fileio.write_jsonl(out / "forget.jsonl", splits["forget"])
-    fileio.write_jsonl(out / "retain.jsonl", splits["retain"])
-    fileio.write_jsonl(out / "mia" / "member.jsonl", members)
-    fileio.write_jsonl(out / "mia" / "nonmember.jsonl", nonmembers)
-    fileio.write_json(out / "SUBSET.json", {"source": str(lume), "source_hash": bench.content_hash,
-                                            "spec": asdict(spec)})
+    with RunTransaction(out, inputs={"LUME folder": lume}, markers=(SUBSET_FILE,)) as tx:  # all files or none
+        fileio.write_jsonl(tx.path / "forget.jsonl", splits["forget"])
+        fileio.write_jsonl(tx.path / "retain.jsonl", splits["retain"])
+        fileio.write_jsonl(tx.path / "mia" / "member.jsonl", members)
+        fileio.write_jsonl(tx.path / "mia" / "nonmember.jsonl", nonmembers)
+        fileio.write_json(tx.path / SUBSET_FILE, {"source": str(lume), "source_hash": bench.content_hash,
+                                                  "spec": asdict(spec)})
     return out
 
 
@@ -202,6 +205,8 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
                 return info
         except (OSError, ValueError):
             pass  # unreadable: trained again
+    # --out may not be the base model or the data, nor lie inside them (checked before training)
+    tx = RunTransaction(out, inputs={"base model": base, "data": data}, markers=(TARGET_FILE,))
     examples = _training_examples(tokenizer, bench)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rng = random.Random(spec.seed)
@@ -242,27 +247,28 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
         if history[-1] < spec.stop_loss:
             break
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     info = {"key": key, "base": str(base), "data": str(data), "recipe": asdict(spec), "epochs": len(history),
             "loss_by_epoch": [round(x, 5) for x in history], "memorised": history[-1] < spec.stop_loss,
             "seconds": round(time.perf_counter() - t0, 1), "n_examples": len(examples),
             "n_tokens": sum(len(x) for x, _ in examples)}
-    fileio.write_json(info_path, info)
+    with tx:  # the model, its tokenizer and finetune.json land together
+        model.save_pretrained(tx.path)
+        tokenizer.save_pretrained(tx.path)
+        fileio.write_json(tx.path / TARGET_FILE, info)
     return info
 
 
 # -- 3./4. methods, evaluations, board ----------------------------------------------------------------
 def _method_params(name: str, epochs: int, evaluate_parents: bool) -> dict[str, Any]:
+    """The method's ``demo`` preset (short LoRA recipe, :mod:`baselines.presets`), with ``epochs`` and
+    room for the real documents (up to ~260 SmolLM2 tokens; the preset cuts at the world's 128)."""
     from harness.synthetic.demo import method_params
 
-    params = method_params(name, quick=False)
-    target = params["common_params"] if name == "zjuklab_merge" else params
-    target["epochs"] = epochs
-    target.pop("max_length", None)  # real documents are longer than the world's 128 tokens
-    if name == "zjuklab_merge":
+    params = method_params(name)
+    if name == "zjuklab_merge":  # its parents' recipe lives in the preset's common_params
         params["evaluate_parents"] = evaluate_parents
+    else:
+        params.update({"epochs": epochs, "max_length": 512})
     return params
 
 
@@ -270,7 +276,8 @@ def _evaluate_target(target: Path, data: Path, run: Path, settings) -> Any:
     from harness.backends.loading import load_model, model_info
     from harness.core.records import RESULT_FILE as RESULT, MethodInfo, RunConfig, read_result
     from harness.evaluation.pipeline import evaluate_model
-    from harness.tasks.lume.data import load_benchmark
+    from harness.evaluation.runfolder import eval_identity, output_inputs, record_inputs
+    from harness.tasks import load_task
 
     model, tokenizer = load_model(target)
     info = model_info(model, id=str(target))
@@ -285,8 +292,15 @@ def _evaluate_target(target: Path, data: Path, run: Path, settings) -> Any:
             pass
     config = RunConfig(command="demo", method="none", model=str(target), data=str(data), label="target",
                        benchmark="lume", device=settings.device, dtype=settings.dtype, eval=settings.to_dict())
-    return evaluate_model(model, tokenizer, load_benchmark(data), settings, run, model_info=info,
-                          method_info=MethodInfo(name="none", params={}), label="target", config=config)
+    task = load_task(data)
+    tx = RunTransaction(run, command="demo", inputs=output_inputs(model=target, data=data, settings=settings))
+    with tx:  # the run folder lands complete or not at all
+        result = evaluate_model(model, tokenizer, task, settings, tx.path, model_info=info,
+                                method_info=MethodInfo(name="none", params={}), label="target", config=config,
+                                run_id=tx.final.name)
+        record_inputs(tx, model=target, task=task, settings=settings)
+        tx.settings = {"benchmark": task.name, "dtype": settings.dtype, "eval": eval_identity(settings)}
+    return result
 
 
 def run_real_demo(plan: RealDemoPlan) -> dict[str, Any]:
