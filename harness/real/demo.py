@@ -260,15 +260,20 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
 
 # -- 3./4. methods, evaluations, board ----------------------------------------------------------------
 def _method_params(name: str, epochs: int, evaluate_parents: bool) -> dict[str, Any]:
-    """The method's ``demo`` preset (short LoRA recipe, :mod:`baselines.presets`), with ``epochs`` and
-    room for the real documents (up to ~260 SmolLM2 tokens; the preset cuts at the world's 128)."""
-    from harness.synthetic.demo import method_params
+    """The method's ``demo`` preset values (short LoRA recipe, :mod:`baselines.presets`), spelled out so
+    that ``epochs`` replaces the preset's own and the real documents (up to ~260 SmolLM2 tokens) are not
+    cut at the world's 128 tokens (the method's default ``max_length`` applies)."""
+    import copy
 
-    params = method_params(name)
-    if name == "zjuklab_merge":  # its parents' recipe lives in the preset's common_params
+    from harness.core.registry import METHODS
+    from harness.synthetic.demo import DEMO_PRESET
+
+    params = copy.deepcopy((getattr(METHODS.get(name), "presets", None) or {}).get(DEMO_PRESET, {}))
+    target = params.setdefault("common_params", {}) if name == "zjuklab_merge" else params
+    target["epochs"] = epochs
+    target.pop("max_length", None)
+    if name == "zjuklab_merge":
         params["evaluate_parents"] = evaluate_parents
-    else:
-        params.update({"epochs": epochs, "max_length": 512})
     return params
 
 
