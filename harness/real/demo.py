@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from harness.core import fileio
 from harness.core.errors import UserError
+from harness.core.transaction import RunTransaction
 
 log = logging.getLogger("unlearnbench.demo")
 
@@ -46,6 +47,7 @@ DEFAULT_METHODS = ("grad_ascent", "grad_diff", "npo_gdr_klr", "zjuklab_merge")
 #: MMLU subjects where a 135M model scores visibly above chance in the cloze format.
 DEFAULT_MMLU_SUBJECTS = "marketing"
 TARGET_FILE = "finetune.json"
+SUBSET_FILE = "SUBSET.json"
 RESULT_FILE = "real_demo.json"
 
 
@@ -85,6 +87,8 @@ class RealDemoPlan:
     finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
     methods: Sequence[str] = DEFAULT_METHODS
     method_epochs: int = 2
+    evaluate_parents: bool = False
+    """Evaluate the ZJUKLAB merge's two parents too (two more evaluations; listed apart on the board)."""
     mmlu_subjects: str = DEFAULT_MMLU_SUBJECTS
     mmlu_limit: int | None = 40
     """MMLU test questions per subject (None: all)."""
@@ -145,12 +149,13 @@ def lume_subset(lume: str | Path, out: str | Path, spec: SubsetSpec = SubsetSpec
                 qa_seen[doc] = qa_seen.get(doc, 0) + 1
             rows.append({"id": r.id, "input": r.input, "output": r.output, "task": r.task})
         splits[split] = rows
-    fileio.write_jsonl(out / "forget.jsonl", splits["forget"])
-    fileio.write_jsonl(out / "retain.jsonl", splits["retain"])
-    fileio.write_jsonl(out / "mia" / "member.jsonl", members)
-    fileio.write_jsonl(out / "mia" / "nonmember.jsonl", nonmembers)
-    fileio.write_json(out / "SUBSET.json", {"source": str(lume), "source_hash": bench.content_hash,
-                                            "spec": asdict(spec)})
+    with RunTransaction(out, inputs={"LUME folder": lume}, markers=(SUBSET_FILE,)) as tx:  # all files or none
+        fileio.write_jsonl(tx.path / "forget.jsonl", splits["forget"])
+        fileio.write_jsonl(tx.path / "retain.jsonl", splits["retain"])
+        fileio.write_jsonl(tx.path / "mia" / "member.jsonl", members)
+        fileio.write_jsonl(tx.path / "mia" / "nonmember.jsonl", nonmembers)
+        fileio.write_json(tx.path / SUBSET_FILE, {"source": str(lume), "source_hash": bench.content_hash,
+                                                  "spec": asdict(spec)})
     return out
 
 
@@ -200,6 +205,8 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
                 return info
         except (OSError, ValueError):
             pass  # unreadable: trained again
+    # --out may not be the base model or the data, nor lie inside them (checked before training)
+    tx = RunTransaction(out, inputs={"base model": base, "data": data}, markers=(TARGET_FILE,))
     examples = _training_examples(tokenizer, bench)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rng = random.Random(spec.seed)
@@ -240,29 +247,33 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
         if history[-1] < spec.stop_loss:
             break
     model.eval()
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
     info = {"key": key, "base": str(base), "data": str(data), "recipe": asdict(spec), "epochs": len(history),
             "loss_by_epoch": [round(x, 5) for x in history], "memorised": history[-1] < spec.stop_loss,
             "seconds": round(time.perf_counter() - t0, 1), "n_examples": len(examples),
             "n_tokens": sum(len(x) for x, _ in examples)}
-    fileio.write_json(info_path, info)
+    with tx:  # the model, its tokenizer and finetune.json land together
+        model.save_pretrained(tx.path)
+        tokenizer.save_pretrained(tx.path)
+        fileio.write_json(tx.path / TARGET_FILE, info)
     return info
 
 
 # -- 3./4. methods, evaluations, board ----------------------------------------------------------------
-def _method_params(name: str, epochs: int) -> dict[str, Any]:
+def _method_params(name: str, epochs: int, evaluate_parents: bool) -> dict[str, Any]:
+    """The method's ``demo`` preset values (short LoRA recipe, :mod:`baselines.presets`), spelled out so
+    that ``epochs`` replaces the preset's own and the real documents (up to ~260 SmolLM2 tokens) are not
+    cut at the world's 128 tokens (the method's default ``max_length`` applies)."""
     import copy
 
     from harness.core.registry import METHODS
     from harness.synthetic.demo import DEMO_PRESET
 
-    # The embedded demo's preset values, spelled out so the real documents' epochs can replace its own.
     params = copy.deepcopy((getattr(METHODS.get(name), "presets", None) or {}).get(DEMO_PRESET, {}))
-    target = params["common_params"] if name == "zjuklab_merge" else params
+    target = params.setdefault("common_params", {}) if name == "zjuklab_merge" else params
     target["epochs"] = epochs
-    target.pop("max_length", None)  # real documents are longer than the world's 128 tokens
+    target.pop("max_length", None)
+    if name == "zjuklab_merge":
+        params["evaluate_parents"] = evaluate_parents
     return params
 
 
@@ -270,21 +281,31 @@ def _evaluate_target(target: Path, data: Path, run: Path, settings) -> Any:
     from harness.backends.loading import load_model, model_info
     from harness.core.records import RESULT_FILE as RESULT, MethodInfo, RunConfig, read_result
     from harness.evaluation.pipeline import evaluate_model
-    from harness.tasks.lume.data import load_benchmark
+    from harness.evaluation.runfolder import eval_identity, output_inputs, record_inputs
+    from harness.tasks import load_task
 
     model, tokenizer = load_model(target)
     info = model_info(model, id=str(target))
     if (run / RESULT).is_file():
         try:
             old = read_result(run)
-            if old.model.weight_hash == info.weight_hash and old.settings.get("max_new_tokens") == settings.max_new_tokens:
+            wanted = {k: v for k, v in settings.to_dict().items() if k != "progress"}
+            same_eval = all(old.settings.get(k) == v for k, v in wanted.items())
+            if old.model.weight_hash == info.weight_hash and same_eval:
                 return old
         except Exception:  # an unreadable old record is simply redone
             pass
     config = RunConfig(command="demo", method="none", model=str(target), data=str(data), label="target",
                        benchmark="lume", device=settings.device, dtype=settings.dtype, eval=settings.to_dict())
-    return evaluate_model(model, tokenizer, load_benchmark(data), settings, run, model_info=info,
-                          method_info=MethodInfo(name="none", params={}), label="target", config=config)
+    task = load_task(data)
+    tx = RunTransaction(run, command="demo", inputs=output_inputs(model=target, data=data, settings=settings))
+    with tx:  # the run folder lands complete or not at all
+        result = evaluate_model(model, tokenizer, task, settings, tx.path, model_info=info,
+                                method_info=MethodInfo(name="none", params={}), label="target", config=config,
+                                run_id=tx.final.name)
+        record_inputs(tx, model=target, task=task, settings=settings)
+        tx.settings = {"benchmark": task.name, "dtype": settings.dtype, "eval": eval_identity(settings)}
+    return result
 
 
 def run_real_demo(plan: RealDemoPlan) -> dict[str, Any]:
@@ -325,8 +346,8 @@ def run_real_demo(plan: RealDemoPlan) -> dict[str, Any]:
     rows = {"target": _summary(target_result.metrics)}
     for name in plan.methods:
         t = time.perf_counter()
-        outcome = run_unlearning(name, out / "target", data, out / "runs" / name,
-                                 params=_method_params(name, plan.method_epochs), evaluate=True,
+        params = _method_params(name, plan.method_epochs, plan.evaluate_parents)
+        outcome = run_unlearning(name, out / "target", data, out / "runs" / name, params=params, evaluate=True,
                                  eval_settings=settings, command="demo", progress=True, keep_model=False)
         timings[f"method/{name}"] = time.perf_counter() - t
         if outcome.result is not None:

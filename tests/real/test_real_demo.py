@@ -87,6 +87,8 @@ def test_real_demo_pipeline_at_tiny_scale(tmp_path, tiny_model_dir):
     for run in ("target", "grad_ascent", "zjuklab_merge"):
         record = json.loads((plan.out / "runs" / run / "result.json").read_text())
         assert record["files"]["mmlu"] == "mmlu.jsonl"
+        assert (plan.out / "runs" / run / "manifest.json").is_file()  # written through a transaction
+    assert not [p for p in plan.out.rglob(".*partial*")]  # no staging folder left behind
     # a rerun reuses the target and the finished runs
     again = run_real_demo(plan)
     assert again["target"]["key"] == summary["target"]["key"]
