@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet $(PIP_OPTS) -e ".[test]"
+	$(BIN)/pip install --quiet $(PIP_OPTS) -e ".[test,real,attacks]"
 	# the fake third-party plugin, so the method conformance suite covers an entry-point method too
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e tests/plugin_pkg
 	touch $@

@@ -73,6 +73,14 @@ class LossMethod(UnlearningMethod):
             out.setdefault(name, value)
         return out
 
+    @classmethod
+    def param_specs(cls) -> dict[str, Any]:
+        """Type and range of every hyperparameter: the method's own ``__init__`` annotations, then the
+        loop's (:class:`harness.training.TrainSettings` fields) -- see :mod:`harness.core.params`."""
+        from harness.core.params import specs_from_dataclass, specs_from_init
+
+        return {**specs_from_dataclass(TrainSettings), **specs_from_init(cls, stop=LossMethod)}
+
     def training_settings(self) -> TrainSettings:
         return TrainSettings(**{k: getattr(self, k) for k in train_settings_defaults()})
 

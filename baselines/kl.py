@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat
 from harness.core.registry import register_method
 from harness.training import kl_ref_to_model, mean_nll
 
@@ -17,7 +18,7 @@ class KLRegularised(LossMethod):
     #: 5e-4: 0.298, 1e-3: 0.303, 2e-3: 0.344, 3e-3 and 5e-3: utility below the floor (0.46, 0.41).
     presets = {"demo": demo_preset(2e-3)}
 
-    def __init__(self, forget_weight: float = 1.0, kl_weight: float = 1.0, **training):
+    def __init__(self, forget_weight: NonNegativeFloat = 1.0, kl_weight: NonNegativeFloat = 1.0, **training):
         super().__init__(**training)
         self.forget_weight = forget_weight
         self.kl_weight = kl_weight

@@ -8,6 +8,7 @@ log-probabilities of the initial model (full fine-tuning) — never a second mod
 
 from __future__ import annotations
 
+from harness.core.params import PositiveFloat
 from harness.core.registry import register_method
 from harness.training import sequence_nll
 
@@ -32,7 +33,7 @@ class NPO(LossMethod):
     #: 5e-4: 0.303, 1e-3: 0.344, 2e-3 and up: utility below the floor (0.34, 0.32, 0.32).
     presets = {"demo": demo_preset(1e-3)}
 
-    def __init__(self, beta: float = 0.1, **training):
+    def __init__(self, beta: PositiveFloat = 0.1, **training):
         super().__init__(**training)
         self.beta = beta
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, PositiveFloat
 from harness.core.registry import register_method
 from harness.training import mean_nll
 
@@ -18,7 +19,8 @@ class NPOGradDiff(LossMethod):
     #: 5e-4: 0.303, 1e-3: 0.328, 2e-3: 0.333, 3e-3: 0.339, 5e-3: 0.409.
     presets = {"demo": demo_preset(5e-3)}
 
-    def __init__(self, beta: float = 0.1, npo_weight: float = 1.0, retain_weight: float = 1.0, **training):
+    def __init__(self, beta: PositiveFloat = 0.1, npo_weight: NonNegativeFloat = 1.0,
+                 retain_weight: NonNegativeFloat = 1.0, **training):
         super().__init__(**training)
         self.beta = beta
         self.npo_weight = npo_weight

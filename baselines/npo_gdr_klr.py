@@ -29,6 +29,10 @@ ours is ``ceil(batches / accumulation)``.
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
+from harness.core.params import NonNegativeFloat, PositiveFloat
 from harness.core.registry import register_method
 from harness.training import kl_ref_to_model, mean_nll
 
@@ -36,7 +40,8 @@ from .base import LossMethod
 from .npo import npo_term
 from .presets import demo_preset
 
-FORMULATIONS = ("standard", "zjuklab")
+Formulation = Literal["standard", "zjuklab"]
+FORMULATIONS = typing.get_args(Formulation)
 
 _ZJUKLAB_COMMON = dict(
     formulation="zjuklab", beta=0.1, finetune="lora", lora_r=32, lora_alpha=32, lora_dropout=0.05,
@@ -62,8 +67,9 @@ class NPOGradDiffKL(LossMethod):
                           "per_device_batch_size": 2},
     }
 
-    def __init__(self, beta: float = 0.1, npo_weight: float = 1.0, kl_weight: float = 1.0,
-                 retain_weight: float = 1.0, formulation: str = "standard", **training):
+    def __init__(self, beta: PositiveFloat = 0.1, npo_weight: NonNegativeFloat = 1.0, kl_weight: NonNegativeFloat = 1.0,
+                 retain_weight: NonNegativeFloat = 1.0, formulation: Formulation = "standard",
+                 **training):
         super().__init__(**training)
         if formulation not in FORMULATIONS:
             raise ValueError(f"formulation must be one of {list(FORMULATIONS)}, got {formulation!r}")

@@ -25,6 +25,7 @@ The ``demo`` preset measures what works there instead (see its comment).
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, PositiveFloat, PositiveInt
 from harness.core.registry import register_method
 
 from .base import LossMethod
@@ -52,7 +53,8 @@ class RMU(LossMethod):
         "demo": demo_preset(5e-3, layer=2, retain_weight=1.0),
     }
 
-    def __init__(self, layer: int | None = None, steering_coeff: float = 6.5, retain_weight: float = 100.0,
+    def __init__(self, layer: PositiveInt | None = None, steering_coeff: PositiveFloat = 6.5,
+                 retain_weight: NonNegativeFloat = 100.0,
                  **training):
         super().__init__(**training)
         if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 1):

@@ -6,6 +6,7 @@ replaced by a length-normalised reward and a margin γ, so no reference quantiti
 
 from __future__ import annotations
 
+from harness.core.params import NonNegativeFloat, PositiveFloat
 from harness.core.registry import register_method
 from harness.training import label_counts, mean_nll, sequence_nll
 
@@ -21,7 +22,8 @@ class SimNPO(LossMethod):
     #: 5e-4: 0.303, 1e-3: 0.413, 2e-3: 0.423, 3e-3: 0.427, 5e-3: 0.494 (7e-3, off the grid: 0.469).
     presets = {"demo": demo_preset(5e-3)}
 
-    def __init__(self, beta: float = 2.5, gamma: float = 0.0, retain_weight: float = 0.1375, **training):
+    def __init__(self, beta: PositiveFloat = 2.5, gamma: NonNegativeFloat = 0.0,
+                 retain_weight: NonNegativeFloat = 0.1375, **training):
         super().__init__(**training)
         self.beta = beta
         self.gamma = gamma

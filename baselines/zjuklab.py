@@ -17,13 +17,16 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Sequence
+
+from pydantic import Field
 
 from harness.core import fileio
+from harness.core.params import Finite, Seed
 from harness.core.registry import register_method
 from harness.core.types import UnlearnContext, UnlearningMethod
 
-from .merging import MergeSettings, merge_lora_adapters
+from .merging import COMBINATION_TYPES, MergeSettings, merge_lora_adapters
 from .presets import demo_preset
 
 log = logging.getLogger("unlearnbench.method.zjuklab_merge")
@@ -50,9 +53,10 @@ class ZJUKLABMerge(UnlearningMethod):
                           "under_params": {"epochs": 1, "lora_r": 4, "lora_alpha": 4, "gradient_accumulation_steps": 1,
                                            "max_length": 64, "eval_every": 0, "max_steps": 2}}
 
-    def __init__(self, how: str = "ties", density: float = 0.8, weights: tuple = (1.0, 1.0),
+    def __init__(self, how: Literal[COMBINATION_TYPES] = "ties", density: Annotated[float, Field(gt=0, le=1)] = 0.8,
+                 weights: Annotated[Sequence[Finite], Field(min_length=2, max_length=2)] = (1.0, 1.0),
                  over_params: dict | None = None, under_params: dict | None = None, common_params: dict | None = None,
-                 merge_seed: int = 0, evaluate_parents: bool = True, preset: str | None = None):
+                 merge_seed: Seed = 0, evaluate_parents: bool = True, preset: str | None = None):
         if preset is not None and preset not in self.presets:
             raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(self.presets)}")
         self.preset = preset
@@ -69,6 +73,8 @@ class ZJUKLABMerge(UnlearningMethod):
         self.merge_seed = merge_seed
         self.evaluate_parents = evaluate_parents
         self.merge_settings().validate(2, "lora")
+        for which in ("over", "under"):  # the parents' parameters are checked now, before any work
+            self.parent_params(which)
 
     def merge_settings(self) -> MergeSettings:
         return MergeSettings(how=self.how, density=self.density, weights=self.weights, seed=self.merge_seed)
@@ -113,7 +119,7 @@ class ZJUKLABMerge(UnlearningMethod):
             merged = merge_lora_adapters(model, [str(d) for d in adapter_dirs], self.merge_settings())
             if ctx.log_event:
                 ctx.log_event({"event": "merge", "how": self.how, "density": self.density,
-                               "weights": list(self.weights), "parents": [str(d.parent) for d in adapter_dirs]})
+                               "weights": list(self.weights), "parents": [f"parents/{d.parent.name}" for d in adapter_dirs]})
             out = merged.merge_and_unload()
             out.eval()
             return out
@@ -129,6 +135,8 @@ class ZJUKLABMerge(UnlearningMethod):
         extra = ctx.extra or {}
         base_model = extra.get("model_path")
         label = f"zjuklab:{which}"
+        # ctx.out_dir is the run's staging folder; the record names the folder it becomes.
+        named = Path(extra.get("final_out_dir") or ctx.out_dir) / "parents" / which
         config = {"command": "zjuklab_merge", "method": "npo_gdr_klr", "params": params, "model": base_model,
                   "base_model": base_model, "data": extra.get("data_path"), "mia": extra.get("mia_path"),
                   "seed": params.get("seed"), "label": label, "finetune": "lora", "model_dir": "model",
@@ -145,9 +153,9 @@ class ZJUKLABMerge(UnlearningMethod):
         # The backend reads the saved parent when it loads from disk (vLLM), like the runner's.
         backend = eval_settings.make_backend(model, tokenizer, model_path=run / "model")
         evaluate_model(model, tokenizer, data, eval_settings, run,
-                       model_info=model_info(model, id=str(run / "model"), base_model=base_model),
+                       model_info=model_info(model, id=str(named / "model"), base_model=base_model),
                        method_info=MethodInfo(name="npo_gdr_klr", params=params), label=label, config=config,
-                       seed=params.get("seed"), backend=backend)
+                       seed=params.get("seed"), run_id=named.name, backend=backend)
 
 
 def _child_context(ctx: UnlearnContext, run: Path, which: str) -> UnlearnContext:

@@ -90,7 +90,9 @@ def engine_floor(model, prompt_lengths: Sequence[int], new_tokens: Sequence[int]
     mia_flops = 2 * all_macs * sum(doc_lengths)
     # Row i's step t reads the KV cache of its prompt and its t earlier tokens.
     kv_bytes = kv_bytes_per_position * sum(n * p + n * (n - 1) / 2 for p, n in zip(prompt_lengths, new_tokens))
-    steps = -(-sum(new_tokens) // max(1, batch_rows))  # at best every step decodes a full batch
+    # At best every step decodes a full batch -- but the longest row needs its own number of steps
+    # one after another, each reading the weights, however few rows are left by then.
+    steps = max(-(-sum(new_tokens) // max(1, batch_rows)), max(new_tokens, default=0))
     out = {
         "prefill": prefill_flops / rates["gemm_flops_long"],
         "decode_compute": decode_flops / rates["gemm_flops"],

@@ -50,6 +50,7 @@ such a file shadows a built-in board of the same name). Keys::
     unranked_labels = ["baseline:*"]  # fnmatch patterns of labels listed without a rank
     required = []                   # further metrics a record must have (score and floor metric always)
     components = ["task_aggregate", "mia_score", "mmlu"]  # what the components plot shows
+    complete_benchmark = true       # refuse runs evaluated with `evaluate --limit N` (default false)
 
     [floor]                         # optional; entries below it go to the "excluded" section
     metric = "mmlu"

@@ -97,6 +97,9 @@ class Board:
     """Metrics a record must have to be on the board (the score and the floor metric always are)."""
     components: tuple[str, ...] = ()
     """The metrics the final score averages (for the components plot)."""
+    complete_benchmark: bool = False
+    """Refuse records evaluated on part of the benchmark (``evaluate --limit``): their numbers are not
+    the benchmark's (the SemEval boards set this)."""
     source: str = ""
 
     @property
@@ -155,7 +158,7 @@ def _require(raw: dict, key: str, types: type | tuple, where: str, default: Any 
 
 
 _TOP_KEYS = {"name", "title", "description", "score", "rank_decimals", "decimals", "tie_rule", "floor", "reference",
-             "columns", "unranked_labels", "required", "components"}
+             "columns", "unranked_labels", "required", "components", "complete_benchmark"}
 
 
 def parse_board(raw: dict[str, Any], source: str = "<board>") -> Board:
@@ -240,7 +243,8 @@ def parse_board(raw: dict[str, Any], source: str = "<board>") -> Board:
     return Board(name=name, title=str(raw.get("title", name)), score=score, columns=tuple(columns),
                  description=str(raw.get("description", "")), rank_decimals=rank_decimals, decimals=decimals,
                  tie_rule=tie_rule, floor=floor, reference=reference, unranked_labels=str_list("unranked_labels"),
-                 required=str_list("required"), components=str_list("components"), source=source)
+                 required=str_list("required"), components=str_list("components"),
+                 complete_benchmark=_require(raw, "complete_benchmark", bool, source, False), source=source)
 
 
 def load_board_file(path: str | Path) -> Board:

@@ -2,10 +2,11 @@
 
 What is resampled: the forget/retain items *within each (split, task, kind) stratum* — so every
 replicate keeps each per-task mean defined and its size fixed — and the MIA members and
-non-members separately. One set of resampling counts is drawn per replicate and shared by every
-run on the board (a paired bootstrap: all entries were evaluated on the same items, and rank
-stability asks how the *comparison* varies). MMLU and ``utility`` are **held fixed** at the
-record's value: the result records carry no per-question MCQ results.
+non-members separately, and MMLU / ``utility`` questions within each subject when the run folder has
+their per-question rows (``mmlu.jsonl`` / ``utility.jsonl``, checked by :mod:`leaderboards.collect`;
+a run without them keeps the record's value fixed, and the board's note says so). One set of
+resampling counts is drawn per replicate and shared by every run on the board (a paired bootstrap:
+all entries were evaluated on the same items, and rank stability asks how the *comparison* varies).
 
 How: a resample is a vector of multinomial counts per stratum, so a replicate's per-task mean is
 ``counts @ scores / n`` (one matrix product for all replicates), the task aggregate is the
@@ -32,6 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from harness.core.records import MIA_FILE, SAMPLES_FILE
+from metrics.mia import weighted_auc
 
 from .build import Leaderboard
 from .collect import LoadedRecord, per_sample_problem
@@ -52,6 +54,8 @@ class RunData:
     mia: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
     """attack → {(set, id): membership score}."""
     fixed: dict[str, Optional[float]] = field(default_factory=dict)
+    mcq: dict[str, dict[tuple[str, int], float]] = field(default_factory=dict)
+    """``mmlu``/``utility`` → {(subject, doc_id): 1.0 if answered correctly else 0.0}, where the run has rows."""
 
 
 def load_run(rec: LoadedRecord) -> tuple[Optional[RunData], str]:
@@ -72,6 +76,8 @@ def load_run(rec: LoadedRecord) -> tuple[Optional[RunData], str]:
         if per_sample is None:
             return None, f"no {SAMPLES_FILE}"
     data = RunData(fixed={name: rec.result.metrics.get(name) for name in MCQ_FIXED})
+    for name, mcq_rows in per_sample.mcq.items():
+        data.mcq[name] = {(r["subject"], int(r["doc_id"])): float(r["correct"]) for r in mcq_rows}
     for row in per_sample.rows:
         kind = row["kind"]
         data.items.setdefault((row["split"], row["task"], kind), {})[row["id"]] = float(row[MEASURE_OF_KIND[kind]])
@@ -90,13 +96,31 @@ class Layout:
     strata: dict[tuple[str, str, str], list[str]]
     members: list[str]
     nonmembers: list[str]
+    mcq: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    """``mmlu``/``utility`` → subject → question ids (from the first run that has per-question rows)."""
 
 
-def _layout(first: RunData) -> Layout:
+def _layout(first: RunData, runs: Sequence[RunData] = ()) -> Layout:
     mia_keys = next(iter(first.mia.values()), {})
+    mcq: dict[str, dict[str, list[int]]] = {}
+    for data in (first, *runs):
+        for name, answers in data.mcq.items():
+            if name not in mcq:
+                by_subject: dict[str, list[int]] = {}
+                for subject, doc_id in sorted(answers):
+                    by_subject.setdefault(subject, []).append(doc_id)
+                mcq[name] = by_subject
     return Layout(strata={k: list(v) for k, v in sorted(first.items.items())},
                   members=[i for s, i in mia_keys if s == "member"],
-                  nonmembers=[i for s, i in mia_keys if s == "nonmember"])
+                  nonmembers=[i for s, i in mia_keys if s == "nonmember"], mcq=mcq)
+
+
+def _mcq_aligned(data: RunData, layout: Layout, name: str) -> bool:
+    """Whether the run's per-question rows of ``name`` are the layout's questions."""
+    wanted = layout.mcq.get(name)
+    have = data.mcq.get(name)
+    return (wanted is not None and have is not None
+            and set(have) == {(s, d) for s, ids in wanted.items() for d in ids})
 
 
 def _aligned(data: RunData, layout: Layout) -> bool:
@@ -105,27 +129,10 @@ def _aligned(data: RunData, layout: Layout) -> bool:
     return all(set(data.items[k]) == set(ids) for k, ids in layout.strata.items())
 
 
-def _weighted_auc(member: np.ndarray, nonmember: np.ndarray, cm: np.ndarray, cn: np.ndarray) -> np.ndarray:
-    """ROC AUC per replicate with members/non-members weighted by their resampling counts.
-
-    AUC = Σ_i Σ_j w_i v_j ([m_i > n_j] + ½[m_i = n_j]) / (Σw Σv): sort once, sum weights per distinct
-    score, and count for each member score the non-member weight strictly below plus half the ties.
-    """
-    scores = np.concatenate([member, nonmember])
-    is_member = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_scores)) + 1])
-    weights = np.concatenate([cm, cn], axis=1)[:, order].astype(np.float64)
-    wm = np.add.reduceat(weights * is_member[order], starts, axis=1)
-    wn = np.add.reduceat(weights * (1 - is_member[order]), starts, axis=1)
-    below = np.cumsum(wn, axis=1) - wn
-    return (wm * (below + 0.5 * wn)).sum(axis=1) / (cm.sum(axis=1) * cn.sum(axis=1))
-
-
 def mia_aucs(mia_rows: Sequence[dict]) -> dict[str, Optional[float]]:
     """Every attack's MIA AUC (under its ``result.json`` name) from ``mia.jsonl`` rows: the
-    Mann–Whitney statistic of :func:`_weighted_auc` with unit weights, equal to scikit-learn's ROC AUC
+    Mann–Whitney statistic of :func:`metrics.mia.weighted_auc` with unit weights, equal to scikit-learn's
+    ROC AUC
     to float precision (tested) without importing scikit-learn (seconds, on a loaded machine, for a
     board that only checks records). None where an attack's fields or a set are missing."""
     from metrics.mia import attack_scores
@@ -138,7 +145,7 @@ def mia_aucs(mia_rows: Sequence[dict]) -> dict[str, Optional[float]]:
             out[name] = None
             continue
         members, nonmembers = np.asarray(split[0], dtype=np.float64), np.asarray(split[1], dtype=np.float64)
-        out[name] = float(_weighted_auc(members, nonmembers, np.ones((1, len(members))),
+        out[name] = float(weighted_auc(members, nonmembers, np.ones((1, len(members))),
                                         np.ones((1, len(nonmembers))))[0])
     return out
 
@@ -151,8 +158,10 @@ def _harmonic_mean(terms: np.ndarray) -> np.ndarray:
 
 
 def replicate_metrics(data: RunData, layout: Layout, counts: dict[tuple[str, str, str], np.ndarray],
-                      member_counts: Optional[np.ndarray], nonmember_counts: Optional[np.ndarray]) -> dict[str, np.ndarray]:
-    """Every recomputable metric of one run, one value per replicate (rows of the count matrices)."""
+                      member_counts: Optional[np.ndarray], nonmember_counts: Optional[np.ndarray],
+                      mcq_counts: Optional[dict[str, dict[str, np.ndarray]]] = None) -> dict[str, np.ndarray]:
+    """Every recomputable metric of one run, one value per replicate (rows of the count matrices);
+    ``mcq_counts``: ``mmlu``/``utility`` → subject → counts over that subject's questions."""
     from metrics.semeval import AGGREGATE_TERMS, MIA_METRIC_NAMES
 
     out: dict[str, np.ndarray] = {}
@@ -171,13 +180,19 @@ def replicate_metrics(data: RunData, layout: Layout, counts: dict[tuple[str, str
                 continue
             m = np.array([scores[("member", i)] for i in layout.members])
             n = np.array([scores[("nonmember", i)] for i in layout.nonmembers])
-            out[MIA_METRIC_NAMES[attack]] = _weighted_auc(m, n, member_counts, nonmember_counts)
+            out[MIA_METRIC_NAMES[attack]] = weighted_auc(m, n, member_counts, nonmember_counts)
         if "mia_auc" in out:
             out["mia_score"] = 1 - 2 * np.abs(out["mia_auc"] - 0.5)
+    for name, by_subject in (mcq_counts or {}).items():
+        if not _mcq_aligned(data, layout, name):
+            continue  # no per-question rows (or other questions): the record's value stays fixed
+        correct = sum(by_subject[subject] @ np.array([data.mcq[name][(subject, d)] for d in ids])
+                      for subject, ids in layout.mcq[name].items())
+        out[name] = correct / sum(len(ids) for ids in layout.mcq[name].values())
     for final, mcq in FINAL_FORMULAS.items():
-        fixed = data.fixed.get(mcq)
-        if fixed is not None and "task_aggregate" in out and "mia_score" in out:
-            out[final] = (out["task_aggregate"] + fixed + out["mia_score"]) / 3
+        value = out.get(mcq, data.fixed.get(mcq))
+        if value is not None and "task_aggregate" in out and "mia_score" in out:
+            out[final] = (out["task_aggregate"] + value + out["mia_score"]) / 3
     return out
 
 
@@ -224,7 +239,7 @@ def add_intervals(lb: Leaderboard, replicates: int, seed: int = 0, progress: boo
     if not loaded:
         lb.notes.append(f"No bootstrap intervals: no run has its per-sample files ({SAMPLES_FILE}, {MIA_FILE}).")
         return lb
-    layout = _layout(next(iter(loaded.values())))
+    layout = _layout(next(iter(loaded.values())), list(loaded.values()))
     for entry, rec in runs:
         if id(rec) in loaded and not _aligned(loaded[id(rec)], layout):
             problems.append(f"{rec.path.parent.name}: its {SAMPLES_FILE} items differ from the other runs'")
@@ -234,13 +249,15 @@ def add_intervals(lb: Leaderboard, replicates: int, seed: int = 0, progress: boo
     counts = {k: _draw(rng, len(ids), replicates) for k, ids in layout.strata.items()}
     member_counts = _draw(rng, len(layout.members), replicates) if layout.members else None
     nonmember_counts = _draw(rng, len(layout.nonmembers), replicates) if layout.nonmembers else None
+    mcq_counts = {name: {subject: _draw(rng, len(ids), replicates) for subject, ids in by_subject.items()}
+                  for name, by_subject in layout.mcq.items()}
 
     wanted = {c.metric for c in lb.board.columns} | {lb.board.score}
     score_reps: dict[int, np.ndarray] = {}
     for entry in entries:
         if not all(id(r) in loaded for r in entry.runs):
             continue
-        per_run = [replicate_metrics(loaded[id(r)], layout, counts, member_counts, nonmember_counts)
+        per_run = [replicate_metrics(loaded[id(r)], layout, counts, member_counts, nonmember_counts, mcq_counts)
                    for r in entry.runs]
         common = set.intersection(*(set(m) for m in per_run))
         for name in common:
@@ -262,11 +279,20 @@ def add_intervals(lb: Leaderboard, replicates: int, seed: int = 0, progress: boo
 
     lb.bootstrap = replicates
     lb.seed = seed
-    fixed = [m for m in MCQ_FIXED if m in {c.metric for c in lb.board.columns} | set(lb.board.components)]
+    shown = {c.metric for c in lb.board.columns} | set(lb.board.components) | {lb.board.score}
+    used = [m for m in MCQ_FIXED if m in shown or any(f in shown for f, src in FINAL_FORMULAS.items() if src == m)]
+    resampled = [m for m in used if m in layout.mcq]
+    fixed_runs = {m: sorted(rec.path.parent.name for _, rec in runs
+                            if id(rec) in loaded and not _mcq_aligned(loaded[id(rec)], layout, m)) for m in used}
+    fixed = [m for m in used if m not in resampled]
+    partly = [f"{m} of {', '.join(fixed_runs[m])}" for m in resampled if fixed_runs[m]]
     lb.notes.append(
         f"95% bootstrap intervals from {replicates} replicates (seed {seed}): items resampled within each "
-        f"split/task/kind, MIA members and non-members separately, the same resample for every entry"
+        f"split/task/kind, MIA members and non-members separately"
+        + (f", {' and '.join(resampled)} questions within each subject" if resampled else "")
+        + ", the same resample for every entry"
         + (f"; {' and '.join(fixed)} held fixed (no per-question records)" if fixed else "")
+        + (f"; held fixed (no per-question records): {'; '.join(partly)}" if partly else "")
         + ". Rank stability: the fraction of replicates in which a ranked entry keeps its rank.")
     if problems:
         log.warning("bootstrap: no intervals for %d run(s): %s", len(set(problems)), "; ".join(sorted(set(problems))))

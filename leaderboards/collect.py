@@ -5,7 +5,9 @@ A record reaches a board only when all of these hold; otherwise it is *refused*:
 file and one line of reason (``Collection.skipped``), never half-read, never silently dropped.
 
 1. **Readable.** :func:`harness.core.records.read_result` validates the whole file against the schema.
-2. **Complete for the board.** It has every metric the board needs (score, floor metric, ``required``).
+2. **Complete for the board.** It has every metric the board needs (score, floor metric, ``required``),
+   and, on a board with ``complete_benchmark = true``, was evaluated on the whole benchmark (no
+   ``evaluate --limit``; :func:`limit_problem`).
 3. **Valid values** (:func:`value_problem`). Every metric is finite and inside the range the metrics
    package declares for it (:func:`metrics.specs.value_problem`: ``[0, 1]`` for AUCs, ROUGE, exact
    match, MMLU, the aggregates; ``>= 0`` for answer losses; any finite number for an undeclared one).
@@ -35,10 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from harness.core import fileio
 from harness.core.errors import RecordError
 from harness.core.records import CONFIG_FILE, MIA_FILE, RESULT_FILE, SAMPLES_FILE, EvalResult, read_result
+from metrics.robust import is_attack_method
 
 from .board import Board
+
+#: The board that ranks attacked runs (leaderboards/boards/robust.toml); every other board leaves them out.
+ROBUST_BOARD = "robust"
 
 #: Relative and absolute tolerance when a metric is compared with its recomputed value: records are
 #: written from the same formulas, so anything above float noise means the files disagree.
@@ -63,6 +70,9 @@ class PerSample:
     """``mia.jsonl`` rows, or None when the run has no MIA file."""
     digest: str
     """sha256 of the per-item scores and MIA losses: equal for copies of one run."""
+    mcq: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """``mmlu.jsonl`` / ``utility.jsonl`` rows by metric (checked: they give the record's accuracy), for
+    the runs that wrote them."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,14 @@ def collect(folders: Iterable[str | Path], board: Board) -> Collection:
         except RecordError as exc:
             out.skipped.append(Skipped(str(path), exc.reason))
             continue
+        limited = limit_problem(result, board)
+        if limited:
+            out.skipped.append(Skipped(str(path), limited))
+            continue
+        if is_attack_method(result.method.name) != (board.name == ROBUST_BOARD):
+            # Attacked runs (`unlearnbench attack`: other weights or prompts) are ranked on the robust
+            # board only, and the robust board reads nothing else.
+            continue
         missing = missing_metrics(result, board.required_metrics)
         if missing:
             out.skipped.append(Skipped(str(path), f"missing metric(s) the board {board.name!r} needs: "
@@ -127,6 +145,15 @@ def collect(folders: Iterable[str | Path], board: Board) -> Collection:
             continue
         out.records.append(LoadedRecord(path=path, result=result, per_sample=per_sample))
     return out
+
+
+def limit_problem(result: EvalResult, board: Board) -> Optional[str]:
+    """Why a board that ranks only complete benchmarks refuses a record evaluated with ``--limit``."""
+    limit = result.settings.get("limit")
+    if not board.complete_benchmark or limit is None:
+        return None
+    return (f"evaluated with --limit {limit} (at most {limit} records per split x task x kind): not comparable "
+            f"with full-benchmark numbers; the board {board.name!r} ranks complete evaluations only")
 
 
 # -- 3. values ----------------------------------------------------------------------------------------
@@ -184,11 +211,17 @@ def run_folder_problem(path: Path, result: EvalResult) -> tuple[Optional[PerSamp
 
 
 def manifest_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
-    """Where the run manifest (content hashes of a run's inputs and of the files it wrote; issue 14.1)
-    is verified: a folder whose files do not match their recorded hashes will be refused here with the
-    first file that differs. Run folders carry no manifest yet, so there is nothing to verify, and the
-    checks below (config, per-sample files) are what this function's caller relies on until then."""
-    return None
+    """The run manifest (content hashes of a run's inputs and of the files it wrote; issue 14.1),
+    verified for the files a board reads: a folder whose files do not match their recorded hashes
+    (an interrupted rerun, a tampered record, a file copied in from another run) is refused with the
+    first file that differs. Runs made before manifests have none: the checks below (config,
+    per-sample files) are what is left for them."""
+    from harness.core.manifest import MANIFEST_FILE, verify
+
+    if not (run_dir / MANIFEST_FILE).is_file():
+        return None
+    problem = verify(run_dir, only=(RESULT_FILE, CONFIG_FILE, SAMPLES_FILE, MIA_FILE))
+    return None if problem is None else f"its files do not belong together ({MANIFEST_FILE}): {problem}"
 
 
 def _canonical(value: Any) -> str:
@@ -220,7 +253,8 @@ def config_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
     settings = config.get("eval") or config.get("settings")
     if isinstance(settings, dict):
         for key in ("mode", "max_new_tokens"):
-            if key in settings and key in result.settings and settings[key] != result.settings[key]:
+            # a null max_new_tokens in the record: the benchmark's own per-prompt budgets applied (TOFU, MUSE)
+            if key in settings and result.settings.get(key) is not None and settings[key] != result.settings[key]:
                 differences.append(f"{key} {settings[key]!r} vs {result.settings[key]!r}")
     if not differences:
         return None
@@ -255,6 +289,27 @@ def _row_counts(rows: list[dict[str, Any]], mia: Optional[list[dict[str, Any]]],
         return None
     listing = ", ".join(f"{k}: {got.get(k, 0)} rows, the record says {expected.get(k, 0)}" for k in wrong[:3])
     return f"its per-sample files have other row counts than its record ({listing}{' …' if len(wrong) > 3 else ''})"
+
+
+def row_count_problem(run_dir: Path, result: EvalResult) -> Optional[str]:
+    """Whether the run's per-sample files hold the rows its record counts (a partial or truncated
+    file), without recomputing any metric: what ``unlearnbench score --write`` checks on a run that
+    has no manifest before it replaces the record's metrics."""
+    from harness.core.errors import DataError
+    from metrics import read_mia_rows, read_samples
+
+    samples_path = _run_file(run_dir, result, SAMPLES_FILE)
+    mia_path = _run_file(run_dir, result, MIA_FILE)
+    try:
+        rows = read_samples(samples_path)
+        mia = read_mia_rows(mia_path) if mia_path.is_file() else None
+    except DataError as exc:
+        return f"its per-sample files cannot be read: {exc}"
+    from harness.core.types import kind_from_id
+
+    keyed = [{"split": r.get("split"), "task": r.get("task"), "kind": r.get("kind") or kind_from_id(str(r.get("id")))}
+             for r in rows]
+    return _row_counts(keyed, mia, result.benchmark.counts)
 
 
 def _mismatches(recomputed: dict[str, Optional[float]], recorded: dict[str, Optional[float]],
@@ -305,6 +360,8 @@ def per_sample_problem(run_dir: Path, result: EvalResult) -> tuple[Optional[PerS
     mia_path = _run_file(run_dir, result, MIA_FILE)
     if not samples_path.is_file():
         return None, None
+    if result.settings.get("benchmark", "lume") != "lume":
+        return None, _benchmark_rows_problem(result, samples_path, mia_path)
     try:
         rows = read_samples(samples_path)
         mia = read_mia_rows(mia_path) if mia_path.is_file() else None
@@ -343,7 +400,81 @@ def per_sample_problem(run_dir: Path, result: EvalResult) -> tuple[Optional[PerS
         files = SAMPLES_FILE + (f"/{MIA_FILE}" if mia is not None else "")
         return None, (f"its per-sample files disagree with it: {name} recomputed from {files} is {got}, the record "
                       f"says {have:.6g}{more}; the folder mixes files of different runs (an interrupted rerun?)")
-    return PerSample(rows=scored, mia=mia, digest=_digest(scored, mia)), None
+    mcq_rows, problem = mcq_rows_problem(run_dir, result)
+    if problem is not None:
+        return None, problem
+    return PerSample(rows=scored, mia=mia, digest=_digest(scored, mia), mcq=mcq_rows), None
+
+
+_LETTERS = ("A", "B", "C", "D")
+
+
+def _mcq_row_problem(row: Any) -> Optional[str]:
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    lls = row.get("loglikelihoods")
+    if not (isinstance(row.get("subject"), str) and isinstance(row.get("doc_id"), int)
+            and isinstance(lls, list) and lls and all(isinstance(x, (int, float)) for x in lls)
+            and row.get("answer") in _LETTERS[:len(lls)] and row.get("prediction") in _LETTERS[:len(lls)]
+            and row.get("correct") in (0, 1)):
+        return ("expected subject (text), doc_id (integer), loglikelihoods (numbers, one per choice), answer and "
+                "prediction (choice letters), correct (0 or 1)")
+    best = max(range(len(lls)), key=lambda i: (lls[i], -i))
+    if _LETTERS[best] != row["prediction"] or int(row["prediction"] == row["answer"]) != row["correct"]:
+        return "its prediction is not the first maximum of its log-likelihoods, or correct does not match it"
+    return None
+
+
+def mcq_rows_problem(run_dir: Path, result: EvalResult) -> tuple[dict[str, list[dict[str, Any]]], Optional[str]]:
+    """The per-question MCQ rows the record lists in ``files`` (``mmlu``, ``utility``), checked: one row
+    per scored question, well-formed, and their micro accuracy is the record's metric."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in ("mmlu", "utility"):
+        rel = result.files.get(name)
+        if rel is None:
+            continue
+        path = run_dir / rel
+        try:
+            rows = fileio.read_jsonl(path)
+        except (OSError, ValueError) as exc:
+            return {}, f"its {rel} cannot be read: {exc}"
+        for line, row in enumerate(rows, 1):
+            problem = _mcq_row_problem(row)
+            if problem is not None:
+                return {}, f"{rel} line {line}: {problem}"
+        info = result.mmlu if name == "mmlu" else result.utility
+        value = result.metrics.get(name)
+        if info is not None and info.n_questions is not None and len(rows) != info.n_questions:
+            return {}, f"its {rel} has {len(rows)} rows but the record scored {info.n_questions} questions"
+        got = sum(r["correct"] for r in rows) / len(rows) if rows else None
+        if value is None or got is None or not _close(got, value):
+            return {}, (f"its {rel} gives {name} {got!r}, the record says {value!r}; the folder mixes files of "
+                        "different runs (an interrupted rerun?)")
+        out[name] = rows
+    return out, None
+
+
+def _benchmark_rows_problem(result: EvalResult, samples_path: Path, mia_path: Path) -> Optional[str]:
+    """Another benchmark's run: its own scoring recomputes the record's metrics from the run's files
+    (no bootstrap intervals: those resample LUME's rows)."""
+    from harness.core.errors import UnlearnbenchError
+    from harness.core.registry import BENCHMARKS
+
+    try:
+        task = BENCHMARKS.get(result.settings["benchmark"])
+        rows = task.read_samples(samples_path)
+        docs = task.read_documents(mia_path) if mia_path.is_file() else None
+        mcq = {"mmlu": result.metrics.get("mmlu"), "utility": result.metrics.get("utility")}
+        metrics = task.rescore(rows, docs, mcq, scoring_mode(result), progress=False)
+    except (UnlearnbenchError, ValueError, KeyError) as exc:
+        return f"its per-sample files cannot be scored by benchmark {result.settings['benchmark']!r}: {exc}"
+    wrong = [name for name, value in metrics.items()
+             if value is not None and (result.metrics.get(name) is None or not _close(value, result.metrics[name]))]
+    if wrong:
+        return (f"its per-sample files disagree with it: {wrong[0]} recomputed from {SAMPLES_FILE} is "
+                f"{metrics[wrong[0]]:.6g}, the record says {result.metrics.get(wrong[0])}; the folder mixes files of "
+                "different runs (an interrupted rerun?)")
+    return None
 
 
 # -- compatibility ----------------------------------------------------------------------------------------

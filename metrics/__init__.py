@@ -1,7 +1,8 @@
 """Metric families: pure scoring functions over per-sample records, and the SemEval-2025 aggregation.
 
-Nothing here loads a model or imports torch; ``rouge_score`` and scikit-learn are imported on first
-use. Every metric name of ``result.json`` has a declared direction (:data:`METRIC_DIRECTIONS`,
+Nothing here loads a model or imports torch; ``rouge_score``, scikit-learn and scipy are imported on
+first use. Besides SemEval-2025 (LUME): TOFU (:mod:`metrics.tofu`) and MUSE (:mod:`metrics.muse`).
+Every metric name of ``result.json`` has a declared direction (:data:`METRIC_DIRECTIONS`,
 :func:`metric_spec`), registered in :data:`harness.core.registry.METRICS` on import.
 
     from metrics import compute_metrics
@@ -27,8 +28,10 @@ from .semeval import (
     task_aggregate,
     trusted_rows,
 )
+from .muse import MUSE_PROTOCOLS, muse_metrics
 from .specs import METRIC_DIRECTIONS, metric_spec
 from .text import PANDAS_DEFAULT_NA_VALUES, classic_cleanup, semeval_na_quirk
+from .tofu import read_tofu_logs, tofu_metrics
 
 for _spec in METRIC_DIRECTIONS.values():
     register_metric(_spec.name)(_spec)
@@ -39,6 +42,7 @@ __all__ = [
     "METRIC_DIRECTIONS",
     "MIA_ATTACKS",
     "MODES",
+    "MUSE_PROTOCOLS",
     "PANDAS_DEFAULT_NA_VALUES",
     "aggregate_terms",
     "attack_aucs",
@@ -50,8 +54,10 @@ __all__ = [
     "membership_score",
     "metric_spec",
     "mia_score",
+    "muse_metrics",
     "read_mia_rows",
     "read_samples",
+    "read_tofu_logs",
     "regurgitation_rougeL_recall",
     "rouge1_recall",
     "rouge_recalls",
@@ -61,5 +67,6 @@ __all__ = [
     "sequential_mean",
     "split_task_means",
     "task_aggregate",
+    "tofu_metrics",
     "trusted_rows",
 ]

@@ -71,6 +71,29 @@ def auc(member_scores: Sequence[float], nonmember_scores: Sequence[float]) -> fl
     return float(_auc(fpr, tpr))
 
 
+def weighted_auc(member, nonmember, member_weights, nonmember_weights):
+    """ROC AUC with every document weighted, for many weightings at once (bootstrap replicates).
+
+    ``member``/``nonmember``: 1-d score arrays; ``*_weights``: ``[replicates, n]`` arrays (resampling
+    counts). Returns one AUC per replicate: sum_i sum_j w_i v_j ([m_i > n_j] + 1/2 [m_i = n_j]) /
+    (sum w sum v) -- what ``sklearn.metrics.roc_auc_score(..., sample_weight=...)`` gives one weighting
+    at a time (tested against it), from one sort: weights are summed per distinct score and each
+    member score counts the non-member weight strictly below it plus half the ties."""
+    import numpy as np
+
+    member, nonmember = np.asarray(member, dtype=np.float64), np.asarray(nonmember, dtype=np.float64)
+    cm, cn = np.atleast_2d(member_weights), np.atleast_2d(nonmember_weights)
+    scores = np.concatenate([member, nonmember])
+    is_member = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
+    order = np.argsort(scores, kind="stable")
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(scores[order])) + 1])
+    weights = np.concatenate([cm, cn], axis=1)[:, order].astype(np.float64)
+    wm = np.add.reduceat(weights * is_member[order], starts, axis=1)
+    wn = np.add.reduceat(weights * (1 - is_member[order]), starts, axis=1)
+    below = np.cumsum(wn, axis=1) - wn
+    return (wm * (below + 0.5 * wn)).sum(axis=1) / (cm.sum(axis=1) * cn.sum(axis=1))
+
+
 def mia_score(auc_value: float) -> float:
     """SemEval-2025's MIA score: ``1 - 2 * |AUC - 0.5|`` (1 is ideal)."""
     return 1 - 2 * abs(auc_value - 0.5)

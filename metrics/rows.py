@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from harness.core.errors import DataError
+from harness.core.fileio import text_lines
 from harness.core.types import KINDS, SPLITS, kind_from_id
 
 from .mia import MIA_SETS
@@ -25,9 +26,9 @@ def _where(index: int | None) -> str:
     return f"row {index}: " if index is not None else ""
 
 
-def _row_checker(row: Any, index: int | None, path: str | Path | None, line: int | None):
+def row_checker(row: Any, index: int | None, path: str | Path | None, line: int | None):
     """Check that ``row`` is an object with a non-empty string ``id``; return a function that builds
-    a :class:`DataError` naming the row's position and id (shared by both row kinds)."""
+    a :class:`DataError` naming the row's position and id (shared by every row kind)."""
     if not isinstance(row, Mapping):
         raise DataError(f"{_where(index)}expected a JSON object, got {type(row).__name__}", path, line)
     record_id = row.get("id")
@@ -40,6 +41,23 @@ def _row_checker(row: Any, index: int | None, path: str | Path | None, line: int
     return fail
 
 
+def group_by_set(rows: Iterable[Any], check: Callable[..., str],
+                 path: str | Path | None = None) -> dict[str, list[Mapping[str, Any]]]:
+    """Validate in-memory rows with ``check(row, index=..., path=...)`` (which returns the row's set)
+    and group them by set, order kept. An id twice in one set is an error naming both rows."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(rows):
+        set_name = check(row, index=index, path=path)
+        key = (set_name, row["id"])
+        if key in seen:
+            raise DataError(f"row {index}: item appears twice in set {set_name!r} (first as row {seen[key]})",
+                            path, None, row["id"])
+        seen[key] = index
+        grouped.setdefault(set_name, []).append(row)
+    return grouped
+
+
 def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
                 line: int | None = None) -> str:
     """Validate one ``samples.jsonl`` row and return its kind (``sc`` or ``qa``).
@@ -48,7 +66,7 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
     rule (drop the last character, look for ``sc``/``qa``); when both exist they must agree.
     ``index`` is the 0-based position (for in-memory rows), ``path``/``line`` the file position.
     """
-    fail = _row_checker(row, index, path, line)
+    fail = row_checker(row, index, path, line)
 
     split = row.get("split")
     if split not in SPLITS:
@@ -74,7 +92,7 @@ def sample_kind(row: Mapping[str, Any], *, index: int | None = None, path: str |
 def check_mia_row(row: Mapping[str, Any], *, index: int | None = None, path: str | Path | None = None,
                   line: int | None = None) -> None:
     """Validate one ``mia.jsonl`` row: ``set``, ``id``, a finite ``loss``; optional attack fields."""
-    fail = _row_checker(row, index, path, line)
+    fail = row_checker(row, index, path, line)
 
     if row.get("set") not in MIA_SETS:
         raise fail(f"field 'set' must be one of {', '.join(MIA_SETS)}, got {row.get('set')!r}")
@@ -95,26 +113,16 @@ def check_mia_row(row: Mapping[str, Any], *, index: int | None = None, path: str
 def _read_jsonl(path: str | Path, check) -> list[dict[str, Any]]:
     path = Path(path)
     rows: list[dict[str, Any]] = []
-    try:
-        fh = path.open(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError("no such file", path) from None
-    except OSError as exc:
-        raise DataError(f"cannot open file ({exc.strerror})", path) from exc
-    with fh:
+    for lineno, text in text_lines(path):  # decoded line by line: a bad byte is reported on its own line
+        if not text.strip():
+            continue
         try:
-            for lineno, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object "
-                                    "per line", path, lineno) from exc
-                check(row, path=path, line=lineno)
-                rows.append(row)
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not valid UTF-8 ({exc.reason})", path) from exc
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object "
+                            "per line", path, lineno) from exc
+        check(row, path=path, line=lineno)
+        rows.append(row)
     return rows
 
 

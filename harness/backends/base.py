@@ -43,6 +43,30 @@ class BackendOptions:
     for the training curves, which only the main process draws."""
 
 
+@dataclass(frozen=True)
+class AnswerFormat:
+    """How an answer's tokens are found for its loss (:meth:`ModelBackend.answer_losses`).
+
+    The default is LUME's: ``prompt + seam + answer`` (one space where neither side has one), the
+    answer's tokens are those after the prompt's (tokenized on its own when a merge crosses the seam),
+    no EOS. TOFU's convention (:mod:`harness.tasks.tofu`) is ``separator=""``, an EOS label,
+    truncation at 200 tokens and the prompt's token count masked whatever the tokens at the seam."""
+
+    separator: str = "auto"
+    """Between prompt and answer: ``auto`` (:func:`harness.core.text.seam`) or a literal."""
+    eos_label: bool = False
+    """The EOS token follows the answer as its last label (unless the text was truncated)."""
+    max_length: int | None = None
+    """Prompt and answer together are truncated to this many tokens (special tokens included)."""
+    split_by_prompt_length: bool = False
+    """The answer is every token after the first ``len(tokens(prompt))`` of ``tokens(prompt + answer)``,
+    even where tokenization merges across the seam."""
+
+    @property
+    def is_default(self) -> bool:
+        return self == AnswerFormat()
+
+
 class ModelBackend(ABC):
     """Greedy generation and token log-probabilities over one loaded model.
 
@@ -75,8 +99,20 @@ class ModelBackend(ABC):
         (the transformers-4 decoding clean-up the organisers' run applied) or ``plain``."""
 
     @abstractmethod
-    def answer_losses(self, inputs: Sequence[str], outputs: Sequence[str]) -> list[float | None]:
-        """Mean token cross-entropy of each output given its input (``None`` when it adds no token)."""
+    def answer_losses(self, inputs: Sequence[str], outputs: Sequence[str],
+                      answer_format: AnswerFormat | None = None) -> list[float | None]:
+        """Mean token cross-entropy of each output given its input (``None`` when it adds no token);
+        ``answer_format`` says which tokens are the answer's (default: :class:`AnswerFormat`)."""
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[list[float]]:
+        """The log-probability of every token after the first of each text (tokenized with the default
+        special tokens), for statistics a benchmark computes itself (MUSE's Min-K%)."""
+        raise NotImplementedError(f"the {self.name} backend does not give token log-probabilities")
+
+    def truncate(self, texts: Sequence[str], max_tokens: int, cleanup: str = "semeval2025") -> list[str]:
+        """Each text cut to its first ``max_tokens`` tokens (default special tokens counted) and decoded
+        with special tokens skipped, as MUSE shortens its verbatim-memorisation references."""
+        return [decode(self.tokenizer, ids[:max_tokens], cleanup) for ids in token_ids(self.tokenizer, texts)]
 
     @abstractmethod
     def document_scores(self, texts: Sequence[str], k: float = 0.2) -> list[dict[str, Any]]:
@@ -159,5 +195,5 @@ def progress_bar(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="rec", disable=not enabled, leave=False, dynamic_ncols=True)
 
 
-__all__ = ["BackendOptions", "GenerationOutput", "ModelBackend", "decode", "eos_token_ids", "generation_pad_id",
+__all__ = ["AnswerFormat", "BackendOptions", "GenerationOutput", "ModelBackend", "decode", "eos_token_ids", "generation_pad_id",
            "model_device", "model_dtype_name", "progress_bar", "token_ids"]

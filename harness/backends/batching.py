@@ -209,6 +209,25 @@ def _trim_cache_left(cache, mask):
     return mask
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_argument_of(model_class: type) -> str:
+    import inspect
+
+    try:
+        params = inspect.signature(model_class.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a forward without a signature
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_argument(model) -> str:
+    """The name under which ``model.forward`` takes the KV cache: ``cache`` from transformers 5.24 on
+    (``past_key_values`` is deprecated there and removed in 5.40), ``past_key_values`` before, and for
+    models (remote code, PEFT wrappers) whose forward does not name ``cache``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _cache_argument_of(type(base))
+
+
 def _forward_last(model, **kw):
     try:  # only the last position's logits are needed; remote-code models may not take the argument
         return model(**kw, use_cache=True, logits_to_keep=1)
@@ -287,6 +306,7 @@ class _DecodePool:
         # prompts), then their caches are left-padded into one batch. Caches that cannot be padded
         # (sliding-window layers) take the whole group in one left-padded pass.
         self.split_runs = poolable(new_cache(model))
+        self.cache_arg = cache_argument(model)
 
     def run(self, order: list[int]) -> None:
         import torch
@@ -353,7 +373,8 @@ class _DecodePool:
         ids, m = _left_pad_batch([self.prompt_ids[i] for i in group], self.pad_id, self.dev)
         positions = (m.cumsum(-1) - 1).clamp(min=0)
         c = new_cache(self.model)
-        out = _forward_last(self.model, input_ids=ids, attention_mask=m, position_ids=positions, past_key_values=c)
+        out = _forward_last(self.model, input_ids=ids, attention_mask=m, position_ids=positions,
+                             **{self.cache_arg: c})
         return c, m, positions[:, -1:], out.logits[:, -1, :].float(), group
 
     def _prefill(self, group: list[int]):
@@ -373,7 +394,7 @@ class _DecodePool:
             positions = torch.arange(length, device=dev).expand(len(members), length)
             c = new_cache(self.model)
             out = _forward_last(self.model, input_ids=ids, attention_mask=torch.ones_like(ids),
-                                position_ids=positions, past_key_values=c)
+                                position_ids=positions, **{self.cache_arg: c})
             caches.append((slice(start, start + len(members)), width - length, c))
             logits_parts.append(out.logits[:, -1, :].float())
             start += len(members)
@@ -427,7 +448,7 @@ class _DecodePool:
         self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
         self.pos = self.pos + 1
         out = self.model(input_ids=next_tok[:, None], attention_mask=self.mask, position_ids=self.pos,
-                         past_key_values=self.cache, use_cache=True)
+                         use_cache=True, **{self.cache_arg: self.cache})
         self.logits = out.logits[:, -1, :].float()
 
 

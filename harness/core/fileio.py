@@ -6,12 +6,15 @@ the destination (``os.replace`` is atomic on POSIX and Windows for same-filesyst
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
+
+from .errors import DiskFullError
 
 
 def _current_umask() -> int:
@@ -37,12 +40,70 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if is_disk_full(exc, path.parent):
+            raise disk_full(path, exc) from exc
         raise
+
+
+# -- a full disk, named ---------------------------------------------------------------------------
+def device_of(path: str | Path) -> str:
+    """``DEVICE (FSTYPE) mounted at MOUNTPOINT`` for the file system holding ``path`` (best effort)."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    mount = p
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        for line in Path("/proc/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[1].replace("\\040", " ") == str(mount):
+                return f"{fields[0]} ({fields[2]}) mounted at {mount}"
+    except OSError:
+        pass
+    return f"the file system mounted at {mount}"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+#: Below this much free space a failed write is taken to be a full disk even when the library that
+#: wrote (safetensors, torch) did not say ENOSPC.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def is_disk_full(exc: BaseException, where: str | Path) -> bool:
+    """Whether ``exc`` (raised while writing under ``where``) means the disk is full."""
+    if isinstance(exc, DiskFullError):
+        return False  # already named
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return False
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text:
+        return True
+    free = free_bytes(where)
+    return isinstance(exc, (OSError, RuntimeError)) and free is not None and free < NEARLY_FULL_BYTES
+
+
+def disk_full(path: str | Path, exc: BaseException | None = None) -> DiskFullError:
+    """The one-line error for a write that ran out of space."""
+    target = getattr(exc, "filename", None) or path
+    return DiskFullError(f"no space left on {device_of(path)} while writing {target}", filename=str(target))
 
 
 def _default(obj: Any) -> Any:
@@ -79,12 +140,43 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 text file, each line decoded on its own.
+
+    A text-mode file decodes blocks of several kilobytes ahead of the line being read, so its
+    ``UnicodeDecodeError`` points at whatever line was read when the block was decoded; decoding
+    line by line names the line that holds the bad byte (:class:`DataError` with the line and column).
+    """
+    from .errors import DataError
+
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except FileNotFoundError:
+        raise DataError("no such file", path) from None
+    except OSError as exc:
+        raise DataError(f"cannot open file ({exc.strerror})", path) from exc
+    with fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}: {exc.reason}); "
+                                "expected UTF-8 text", path, lineno) from exc
+
+
 def read_jsonl(path: str | Path) -> list[Any]:
+    """The JSON values of a JSON-lines file (blank lines skipped); errors name the line."""
+    from .errors import DataError
+
     rows = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
+    for lineno, line in text_lines(path):
+        if line.strip():
+            try:
                 rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON value per line",
+                                path, lineno) from exc
     return rows
 
 

@@ -33,6 +33,8 @@ RESULT_FILE = "result.json"
 CONFIG_FILE = "config.json"
 SAMPLES_FILE = "samples.jsonl"
 MIA_FILE = "mia.jsonl"
+#: Per-question MCQ rows (``harness.tasks.mcq.mmlu.run_mcq_rows``), keyed by the metric they give.
+MCQ_FILES = {"mmlu": "mmlu.jsonl", "utility": "utility.jsonl"}
 TRAIN_LOG_FILE = "train_log.jsonl"
 
 
@@ -149,7 +151,7 @@ def harness_version() -> str:
 
 
 def git_sha() -> str | None:
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout: harness/core/records.py -> repository root
     if not (here / ".git").exists():
         return None
     try:
@@ -245,6 +247,8 @@ class RunConfig(BaseModel):
     """The MIA folder when given apart from the benchmark."""
     benchmark: Optional[str] = None
     """The registered benchmark the data was read as (``lume``, …)."""
+    benchmark_options: Optional[dict[str, str]] = None
+    """The benchmark's own options (``--benchmark-option``, ``--reference``), or null."""
     seed: Optional[int] = None
     device: Optional[str] = None
     dtype: Optional[str] = None

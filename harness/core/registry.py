@@ -138,7 +138,7 @@ METRICS: Registry = Registry(
 BENCHMARKS: Registry = Registry(
     "benchmark",
     "unlearnbench.benchmarks",
-    builtin_modules=("harness.tasks.lume",),
+    builtin_modules=("harness.tasks.lume", "harness.tasks.tofu", "harness.tasks.world_tofu", "harness.tasks.muse"),
 )
 
 

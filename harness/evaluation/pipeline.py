@@ -23,11 +23,13 @@ from harness.backends.base import BackendOptions, ModelBackend
 from harness.backends.distributed import is_main_process, num_processes
 from harness.core import fileio
 from harness.core.cache import EvalCache, cache_key
-from harness.core.records import (MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo, RunConfig, now,
-                                  provenance, write_config, write_result)
+from harness.core.records import (MCQ_FILES, MIA_FILE, SAMPLES_FILE, EvalResult, MethodInfo, MMLUInfo, ModelInfo,
+                                  RunConfig, now, provenance, write_config, write_result)
 from harness.core.types import Benchmark
+from harness.evaluation.checks import FiniteOutputs, check_metrics, check_requests, check_weights
 from harness.tasks import as_task
 from harness.tasks.base import BenchmarkTask, Requests, Responses, Scores
+from harness.tasks.limit import check_limit, limit_task
 
 log = logging.getLogger("unlearnbench.evaluate")
 
@@ -52,6 +54,8 @@ class EvalSettings:
     """A ``harness.tasks.mcq.mmlu`` spec, or None to skip MMLU."""
     utility: Any = None
     """A ``harness.tasks.mcq.mmlu`` spec for the synthetic world's general-knowledge MCQ set, or None."""
+    lm_eval_tasks: Any = None
+    """A :class:`harness.tasks.lm_eval_tasks.LMEvalTasksSpec`: lm-eval tasks run as metric columns, or None."""
     engine: str = "hf"
     """The model backend (:data:`harness.backends.BACKENDS`): ``hf``, batched and verified-exact decoding
     with transformers; ``reference``, the organisers' one-record-at-a-time loop (slow; for comparison);
@@ -62,6 +66,9 @@ class EvalSettings:
     """Relative top-1/top-2 logit gap below which a row is regenerated one at a time (None: the
     dtype's default, see ``harness.backends.hf.default_margin``); 0 disables the verification."""
     answer_losses: bool = True
+    limit: int | None = None
+    """At most this many records per split x task x kind and documents per MIA set, the first ones in
+    file order (:mod:`harness.tasks.limit`): a quick look, recorded, and never ranked as the benchmark."""
     progress: bool = True
     cache: bool = True
     cache_dir: str | None = None
@@ -76,6 +83,7 @@ class EvalSettings:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
         if not 0 < self.min_k <= 1:
             raise ValueError(f"min_k must be in (0, 1], got {self.min_k}")
+        check_limit(self.limit)
         if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
 
@@ -197,30 +205,60 @@ class _Evaluation:
         """The backend's answers to the benchmark's requests. Under ``accelerate launch``/torchrun every
         process calls the backend and receives the gathered results in input order."""
         s, backend = self.settings, self.backend
-        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
-        generation_key = {"mode": s.mode, "max_new_tokens": s.max_new_tokens, "engine": s.engine,
-                          "verify_margin": s.verify_margin}
-        generations = self._cached("generation", generation_key, len(requests.prompts),
-                                   lambda: backend.generate(list(requests.prompts), s.max_new_tokens, cleanup))
+        generations = self._generations(requests)
         answer_losses: list[float | None] = [None] * len(requests.answers)
         if s.answer_losses and requests.answers:
             inputs, outputs = [a for a, _ in requests.answers], [b for _, b in requests.answers]
-            answer_losses = self._cached("answer_loss", {}, len(requests.answers),
-                                         lambda: [_finite(x) for x in backend.answer_losses(inputs, outputs)])
+            fmt = requests.answer_format
+            # LUME's convention keeps its historical cache key; another convention is part of the key.
+            loss_key = {} if fmt.is_default else {"answer_format": dataclasses.asdict(fmt)}
+            answer_losses = self._cached("answer_loss", loss_key, len(requests.answers), lambda: [
+                _finite(x) for x in (backend.answer_losses(inputs, outputs) if fmt.is_default
+                                     else backend.answer_losses(inputs, outputs, fmt))])
         documents = None
         if requests.documents:
             documents = self._cached("mia", {"min_k": s.min_k}, len(requests.documents), lambda: [
                 {k: (_finite(v) if isinstance(v, float) else v) for k, v in row.items()}
                 for row in backend.document_scores(list(requests.documents), k=s.min_k)])
-        return Responses(generations, answer_losses, documents)
+        token_logprobs = None
+        if requests.token_texts:
+            token_logprobs = self._cached("token_logprobs", {}, len(requests.token_texts),
+                                          lambda: backend.token_logprobs(list(requests.token_texts)))
+        truncated = None
+        if requests.truncations:
+            cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+            truncated = [backend.truncate([text], n, cleanup)[0] for text, n in requests.truncations]
+        return Responses(generations, answer_losses, documents, token_logprobs, truncated)
 
-    def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None]]:
-        """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set."""
+    def _generations(self, requests: Requests) -> list[str]:
+        """Greedy generations; with per-prompt budgets (``requests.max_new_tokens``) one backend call
+        (and cache entry) per distinct budget, reassembled in request order."""
+        s, backend = self.settings, self.backend
+        cleanup = "semeval2025" if s.mode == "semeval2025" else "plain"
+        prompts = list(requests.prompts)
+        budgets = list(requests.max_new_tokens) or [s.max_new_tokens] * len(prompts)
+        if len(budgets) != len(prompts):
+            raise ValueError(f"the benchmark gave {len(budgets)} generation budgets for {len(prompts)} prompts")
+        out: list[str] = [""] * len(prompts)
+        for budget in sorted(set(budgets)):
+            picked = [i for i, b in enumerate(budgets) if b == budget]
+            part = [prompts[i] for i in picked]
+            key = {"mode": s.mode, "max_new_tokens": budget, "engine": s.engine, "verify_margin": s.verify_margin}
+            texts = self._cached("generation", key, len(part),
+                                 lambda part=part, budget=budget: backend.generate(part, budget, cleanup))
+            for i, text in zip(picked, texts):
+                out[i] = text
+        return out
+
+    def multiple_choice(self) -> tuple[dict[str, float | None], dict[str, MMLUInfo | None], dict[str, list[dict]]]:
+        """MMLU and utility accuracies (lm-eval on the in-memory model) when their specs are set, and
+        their per-question rows (``mmlu.jsonl`` / ``utility.jsonl``)."""
         from harness.backends.distributed import on_main
-        from harness.tasks.mcq.mmlu import run_mcq
+        from harness.tasks.mcq.mmlu import run_mcq_rows
 
         accuracy: dict[str, float | None] = {"mmlu": None, "utility": None}
         info: dict[str, MMLUInfo | None] = {"mmlu": None, "utility": None}
+        rows: dict[str, list[dict]] = {}
         for name in ("mmlu", "utility"):
             spec = getattr(self.settings, name)
             if spec is None:
@@ -228,15 +266,31 @@ class _Evaluation:
             # Not cached: the spec may name a folder whose questions can change without the spec changing.
             with _Timer(self.timings, name):
                 # lm-eval scores an in-memory model in one process: the main one runs it, the rest wait.
-                acc, info[name] = on_main(lambda: run_mcq(self.model, self.tokenizer, spec))
+                acc, info[name], rows[name] = on_main(lambda: run_mcq_rows(self.model, self.tokenizer, spec))
             accuracy[name] = float(acc)
-        return accuracy, info
+        return accuracy, info, rows
+
+    def lm_eval_columns(self) -> tuple[dict[str, float], dict[str, Any] | None]:
+        """``lm_eval/<task>/<metric>`` metrics and their protocol, when ``lm_eval_tasks`` is set."""
+        spec = self.settings.lm_eval_tasks
+        if spec is None:
+            return {}, None
+        from harness.backends.distributed import on_main
+        from harness.tasks.lm_eval_tasks import run_lm_eval_tasks
+
+        with _Timer(self.timings, "lm_eval"):
+            return on_main(lambda: run_lm_eval_tasks(self.model, self.tokenizer, spec))
 
     def run_settings(self) -> dict[str, Any]:
         """The result record's ``settings``: what was asked for and how the backend ran it."""
         out = self.settings.to_dict()
         out.pop("progress", None)
         out["benchmark"] = self.task.name
+        protocol = self.task.protocol()
+        if protocol:
+            out["protocol"] = protocol
+            if self.task.requests().max_new_tokens:  # the benchmark's budgets, not the run's, applied
+                out["max_new_tokens"] = None
         out["engine_stats"] = _jsonable(self.backend.stats)
         out["cache_hits"] = list(self.cache.hits)
         out["num_processes"] = num_processes()
@@ -260,7 +314,7 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
     """
     settings = settings or EvalSettings()
     run = dataclasses.replace(run or RunInfo(), **run_fields)
-    task = as_task(benchmark)
+    task = limit_task(as_task(benchmark), settings.limit)
     backend = backend or settings.make_backend(model, tokenizer)
     if backend.name != settings.engine:  # the cache keys on settings.engine: they must agree
         raise ValueError(f"the {backend.name!r} backend was given for settings with engine {settings.engine!r}")
@@ -274,15 +328,21 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
 
     evaluation = _Evaluation(model, tokenizer, task, settings, backend)
     model_info = evaluation.identify(run.model_info)
-    responses = evaluation.responses(task.requests())
-    mcq_accuracy, mcq_info = evaluation.multiple_choice()
+    # Before any model work: every text must fit the model's context (named by record id), and the
+    # model's first outputs must be finite (a NaN model is named at once, not blamed on the data).
+    check_requests(model, tokenizer, task, settings.max_new_tokens)
+    check_weights(model, f"the model {model_info.id}")
+    with FiniteOutputs(model, f"the model {model_info.id}", during="evaluation"):
+        responses = evaluation.responses(task.requests())
+    mcq_accuracy, mcq_info, mcq_rows = evaluation.multiple_choice()
+    lm_eval_metrics, lm_eval_protocol = evaluation.lm_eval_columns()
     with _Timer(evaluation.timings, "scoring"):
         scores = task.score(responses, mcq_accuracy, settings.mode)
     timings = {**evaluation.timings, **{k: float(v) for k, v in (run.extra_timings or {}).items()}}
 
     files: dict[str, str] = {}
     if out is not None and main:
-        files = _write_rows(out, scores)
+        files = _write_rows(out, scores, mcq_rows)
     method_info = run.method_info or MethodInfo(name="none")
     result = EvalResult(
         run_id=run.run_id or (out.name if out is not None else "in-memory"),
@@ -292,8 +352,8 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         benchmark=task.info(),
         model=model_info,
         method=method_info,
-        metrics=scores.metrics,
-        settings=evaluation.run_settings(),
+        metrics={**scores.metrics, **lm_eval_metrics},
+        settings={**evaluation.run_settings(), **({"lm_eval_tasks": lm_eval_protocol} if lm_eval_protocol else {})},
         mmlu=mcq_info["mmlu"],
         utility=mcq_info["utility"],
         parents=[str(p) for p in run.parents],
@@ -303,17 +363,22 @@ def evaluate_model(model, tokenizer, benchmark: Benchmark | BenchmarkTask, setti
         provenance=provenance(device=evaluation.identity["device"], dtype=evaluation.identity["dtype"], seed=run.seed),
     )
     if out is not None and main:
+        check_metrics(result.metrics, out / "result.json")  # a non-finite or out-of-range number is never written
         write_result(out, result)
     return result
 
 
-def _write_rows(out: Path, scores: Scores) -> dict[str, str]:
-    """The per-sample files (atomically); returns the result record's ``files``."""
+def _write_rows(out: Path, scores: Scores, mcq_rows: Mapping[str, list[dict]] | None = None) -> dict[str, str]:
+    """The per-sample files (atomically): ``samples.jsonl``, ``mia.jsonl``, and ``mmlu.jsonl`` /
+    ``utility.jsonl`` per MCQ question (what bootstrap intervals resample); returns the record's ``files``."""
     fileio.write_jsonl(out / SAMPLES_FILE, scores.samples)
     files = {"samples": SAMPLES_FILE}
     if scores.documents is not None:
         fileio.write_jsonl(out / MIA_FILE, scores.documents)
         files["mia"] = MIA_FILE
+    for name, rows in (mcq_rows or {}).items():
+        fileio.write_jsonl(out / MCQ_FILES[name], rows)
+        files[name] = MCQ_FILES[name]
     return files
 
 

@@ -28,10 +28,8 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Any
 
 from harness.core import fileio
 from harness.core.errors import DataError, TargetError
+from harness.core.transaction import RunTransaction
 from harness.tasks.lume.data import load_benchmark
 from harness.tasks.mcq.mmlu import CONTINUATION_DESCRIPTION, CONTINUATION_DOC_TO_TEXT, FEWSHOT_DELIMITER, TARGET_DELIMITER, MCQSpec
 from harness.core.records import harness_version
@@ -360,6 +359,8 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         return out
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and info is None)):
         raise TargetError(f"{out}: exists and is not a target model folder (no {TARGET_FILE}); refusing to overwrite")
+    # --out may not be the world or lie inside it (checked before training, not after).
+    tx = RunTransaction(out, inputs={"world": world}, markers=(TARGET_FILE,))
 
     texts = _world_texts(bench, facts, mcq, seed, config.epochs, phrasings=config.utility_phrasings)
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -389,13 +390,6 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
     model.generation_config.bos_token_id = bos
     model.generation_config.do_sample = False
 
-    # Write into a sibling temporary folder, then swap it in: a killed run never leaves a half model
-    # that a later call would take for a cache hit.
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
     n_params = sum(p.numel() for p in model.parameters())
     target_info = {
         "cache_key": key,
@@ -413,22 +407,24 @@ def train_target(world_dir: str | Path, out_dir: str | Path, size: str = "small"
         "epoch_losses": [round(x, 4) for x in epoch_losses],
         "torch_threads": config.threads,
     }
-    if gates:
-        torch.set_num_threads(config.threads)
-        try:
-            values = measure_gates(model, tokenizer, bench, world / "utility", progress=progress)
-        finally:
-            torch.set_num_threads(threads)
-        failed = check_gates(values)
-        report = {"gates": {k: t for k, t in GATES}, "values": values, "passed": not failed, "failed": failed,
-                  "parameters": n_params, "train_seconds": round(train_seconds, 1),
-                  "measured_with": "harness.evaluation.pipeline.evaluate_model (semeval2025 mode) + harness.tasks.mcq.mmlu.run_mcq "
-                                   "(utility, lm-eval 5-shot, cloze format)"}
-        fileio.write_json(tmp / REPORT_FILE, report)
-    fileio.write_json(tmp / TARGET_FILE, target_info)  # last: its presence marks a complete folder
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    # Written into a staging sibling and swapped in whole (harness.core.transaction): a killed run
+    # never leaves a half model that a later call would take for a cache hit, nor loses the old one.
+    with tx:
+        model.save_pretrained(tx.path)
+        tokenizer.save_pretrained(tx.path)
+        if gates:
+            torch.set_num_threads(config.threads)
+            try:
+                values = measure_gates(model, tokenizer, bench, world / "utility", progress=progress)
+            finally:
+                torch.set_num_threads(threads)
+            failed = check_gates(values)
+            report = {"gates": {k: t for k, t in GATES}, "values": values, "passed": not failed, "failed": failed,
+                      "parameters": n_params, "train_seconds": round(train_seconds, 1),
+                      "measured_with": "harness.evaluation.pipeline.evaluate_model (semeval2025 mode) + "
+                                       "harness.tasks.mcq.mmlu.run_mcq (utility, lm-eval 5-shot, cloze format)"}
+            fileio.write_json(tx.path / REPORT_FILE, report)
+        fileio.write_json(tx.path / TARGET_FILE, target_info)  # last: its presence marks a complete folder
     return out
 
 

@@ -100,3 +100,51 @@ def tiny_gpt2(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: 
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model
+
+
+#: Embedding rows of the OLMo-0724 checkpoints (OLMo-7B-0724-hf, OLMo-1B-0724-hf): the 50,280-entry
+#: tokenizer padded to a multiple of 128.
+OLMO_VOCAB_ROWS = 50304
+
+
+def tiny_olmo(tokenizer, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+              intermediate_size: int | None = None, max_positions: int = 2048, seed: int = 0,
+              favoured_tokens: list[int] | tuple[int, ...] = (), favour: float = 0.0):
+    """A random-weight model of the SemEval-2025 targets' architecture (transformers' ``OlmoForCausalLM``,
+    as OLMo-7B-0724 and OLMo-1B-0724 load), with their embedding size, EOS and PAD ids.
+
+    Weights are drawn here from ``seed`` (normal, std 0.02; layer norms are OLMo's non-parametric
+    ones), not by transformers' initialiser, so the model is the same under every transformers
+    version. ``favoured_tokens``: output-embedding rows scaled by ``1 + favour`` so that greedy
+    decoding mostly emits those tokens (which of them depends on the context) -- a random model that
+    writes punctuation and PII placeholders, the tokens decoding treats specially.
+    """
+    import torch
+    from transformers import OlmoConfig, OlmoForCausalLM
+
+    config = OlmoConfig(
+        vocab_size=max(OLMO_VOCAB_ROWS, len(tokenizer)),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or hidden_size * 4,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+        clip_qkv=None,
+    )
+    model = OlmoForCausalLM(config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+        if favoured_tokens:
+            ids = torch.tensor(list(favoured_tokens))
+            model.lm_head.weight[ids] *= 1.0 + favour
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.eval()
+    return model

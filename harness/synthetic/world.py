@@ -43,6 +43,7 @@ from pathlib import Path
 
 from harness.core import fileio
 from harness.core.errors import WorldError
+from harness.core.transaction import RunTransaction
 
 GENERATOR_VERSION = "1"
 #: Documents per task per part (forget / retain / non-member) and almanac towns, per size.
@@ -404,11 +405,19 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "small") -> Path:
     """
     if size not in SIZES:
         raise WorldError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise WorldError(f"{out}: exists and is not a folder; expected a folder for the world")
-    if out.is_dir() and any(out.iterdir()) and not (out / "world.json").is_file():
-        raise WorldError(f"{out}: folder is not empty and holds no world.json; refusing to write a world into it")
+    given = Path(out)
+    if given.exists() and not given.is_dir():
+        raise WorldError(f"{given}: exists and is not a folder; expected a folder for the world")
+    if given.is_dir() and any(given.iterdir()) and not (given / "world.json").is_file():
+        raise WorldError(f"{given}: folder is not empty and holds no world.json; refusing to write a world into it")
+    # Written into a staging sibling and swapped in whole: an interrupted rewrite (another seed) never
+    # leaves files of two worlds under one world.json.
+    with RunTransaction(given, markers=("world.json",)) as tx:
+        _write_world(tx.path, seed, size)
+    return given
+
+
+def _write_world(out: Path, seed: int, size: str) -> None:
     n = SIZES[size]["docs_per_task"]
     rng = random.Random(seed)
     names = Names(rng)
@@ -458,7 +467,6 @@ def generate_world(out: str | Path, seed: int = 0, size: str = "small") -> Path:
         "files": {name: _sha256(out / name) for name in files},
     }
     fileio.write_json(out / "world.json", manifest)
-    return out
 
 
 def read_manifest(world: str | Path) -> dict:

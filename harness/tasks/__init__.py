@@ -27,6 +27,9 @@ def detect_benchmark(path: str | Path) -> str:
         raise DataError("benchmark folder does not exist", folder)
     if not folder.is_dir():
         raise DataError("expected a benchmark folder, got a file", folder)
+    marked = marker_benchmark(folder)
+    if marked is not None:
+        return marked
     items, broken = [], []
     for name in BENCHMARKS.names():
         try:
@@ -46,11 +49,35 @@ def detect_benchmark(path: str | Path) -> str:
                     folder)
 
 
-def load_task(path: str | Path, name: str | None = None, mia: str | Path | None = None) -> BenchmarkTask:
-    """Open the data folder ``path`` as benchmark ``name`` (default: the one that recognises it)."""
+#: A file in a data folder that names its benchmark; it wins over recognising the folder by its files.
+MARKER_FILE = "benchmark.json"
+
+
+def marker_benchmark(folder: Path) -> str | None:
+    """The benchmark named by ``folder/benchmark.json`` (``{"benchmark": NAME, …}``), or ``None`` when
+    the folder has no marker. A marker naming no registered benchmark is an error."""
+    import json
+
+    marker = folder / MARKER_FILE
+    if not marker.is_file():
+        return None
+    try:
+        name = json.loads(marker.read_text(encoding="utf-8")).get("benchmark")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"cannot read the benchmark marker ({exc}); expected {{\"benchmark\": NAME}}", marker) from exc
+    if not isinstance(name, str) or name not in BENCHMARKS.names():
+        raise DataError(f"names benchmark {name!r}, which is not registered; registered: "
+                        f"{', '.join(BENCHMARKS.names())}", marker)
+    return name
+
+
+def load_task(path: str | Path, name: str | None = None, mia: str | Path | None = None,
+              options: dict[str, str] | None = None) -> BenchmarkTask:
+    """Open the data folder ``path`` as benchmark ``name`` (default: the one its marker file names, else
+    the one that recognises it). ``options``: the benchmark's own ``{key: value}`` options."""
     name = name or detect_benchmark(path)
     cls = BENCHMARKS.get(name)
-    task = cls.load(path, mia=mia)
+    task = cls.load(path, mia=mia, options=options) if options else cls.load(path, mia=mia)
     task.name = name  # the registered name, also for entry-point classes that do not set one
     return task
 
@@ -64,5 +91,5 @@ def as_task(benchmark: object) -> BenchmarkTask:
     return LumeTask(benchmark)  # type: ignore[arg-type]
 
 
-__all__ = ["BENCHMARKS", "BenchmarkTask", "Requests", "Responses", "Scores", "as_task", "detect_benchmark",
-           "load_task", "register_benchmark"]
+__all__ = ["BENCHMARKS", "MARKER_FILE", "BenchmarkTask", "Requests", "Responses", "Scores", "as_task", "detect_benchmark",
+           "load_task", "marker_benchmark", "register_benchmark"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
+from harness.backends.base import AnswerFormat
 from harness.core.records import BenchmarkInfo
 from harness.core.types import Benchmark, Record, summary_line
 
@@ -39,6 +40,15 @@ class Requests:
     """``(prompt, answer)`` pairs: the mean token cross-entropy of the answer given the prompt."""
     documents: tuple[str, ...] = ()
     """Whole texts: per-document loss statistics (membership inference; ``mia.jsonl``)."""
+    max_new_tokens: tuple[int, ...] = ()
+    """A generation budget per prompt (the benchmark's protocol); empty: the run's ``max_new_tokens``."""
+    answer_format: AnswerFormat = AnswerFormat()
+    """Which tokens of each answer its loss covers (default: LUME's convention)."""
+    token_texts: tuple[str, ...] = ()
+    """Whole texts whose per-token log-probabilities the benchmark needs (its own Min-K% statistics)."""
+    truncations: tuple[tuple[str, int], ...] = ()
+    """``(text, n)``: the text cut to its first ``n`` tokens and decoded (references shortened as a
+    benchmark's protocol does, e.g. MUSE's verbatim-memorisation ground truths)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,10 @@ class Responses:
     """One per answer request; all ``None`` when answer losses were not computed."""
     document_scores: list[dict[str, Any]] | None = None
     """One per document; ``None`` when the benchmark asked for none."""
+    token_logprobs: list[list[float]] | None = None
+    """One list per ``token_texts`` entry; ``None`` when the benchmark asked for none."""
+    truncated: list[str] | None = None
+    """One text per ``truncations`` entry; ``None`` when the benchmark asked for none."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +99,16 @@ class BenchmarkTask:
     @classmethod
     def load(cls, path: str | Path, mia: str | Path | None = None) -> "BenchmarkTask":
         """Read and validate the benchmark at ``path`` (``mia``: membership-inference sets kept apart).
-        Bad input raises :class:`harness.core.errors.DataError` naming the file and record."""
+        Bad input raises :class:`harness.core.errors.DataError` naming the file and record.
+
+        A benchmark with options (``--benchmark-option KEY=VALUE``, ``--reference RUN``) also accepts
+        ``options``, a ``{key: value}`` mapping of strings; it is only passed when options were given."""
         raise NotImplementedError
+
+    def protocol(self) -> dict[str, Any] | None:
+        """How this benchmark was run, beyond the evaluation settings (recorded as
+        ``settings["protocol"]``; ``None`` when there is nothing to add)."""
+        return None
 
     @property
     def content_hash(self) -> str:

@@ -45,9 +45,14 @@ import os
 import random
 import shutil
 import tempfile
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Protocol, Sequence, Union
+
+from pydantic import Field
+
+from harness.core.params import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Seed
 
 from harness.core.types import Benchmark, Record, UnlearnContext
 from harness.training.examples import PairedCollator, PairedDataset, build_example
@@ -56,61 +61,66 @@ from harness.training.step import TrainingError, TrainStep
 
 log = logging.getLogger("unlearnbench.training")
 
-FINETUNE_MODES = ("lora", "full")
-RETAIN_SAMPLING = ("random", "cycle")
-PADDING = ("longest", "max_length")
-PADDING_SIDES = ("right", "left")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
+Finetune = Literal["lora", "full"]
+RetainSampling = Literal["random", "cycle"]
+Padding = Literal["longest", "max_length"]
+PaddingSide = Literal["right", "left"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
+FINETUNE_MODES = typing.get_args(Finetune)
+RETAIN_SAMPLING = typing.get_args(RetainSampling)
+PADDING = typing.get_args(Padding)
+PADDING_SIDES = typing.get_args(PaddingSide)
+SCHEDULERS = typing.get_args(Scheduler)
 
 
 @dataclass
 class TrainSettings:
     """Hyperparameters of the shared loop (every gradient-based method accepts all of them)."""
 
-    finetune: str = "lora"
+    finetune: Finetune = "lora"
     """``lora`` (peft adapters; the frozen base is the reference) or ``full`` (all weights trained)."""
-    lora_r: int = 32
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: Any = "all-linear"
+    lora_r: PositiveInt = 32
+    lora_alpha: PositiveFloat = 32
+    lora_dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    lora_target_modules: Union[str, Annotated[list[str], Field(min_length=1)]] = "all-linear"
     """peft ``target_modules``; ``all-linear`` = every linear layer except the LM head."""
-    learning_rate: float = 1e-4
-    epochs: int = 5
-    max_steps: Any = None
+    learning_rate: PositiveFloat = 1e-4
+    epochs: PositiveInt = 5
+    max_steps: Optional[PositiveInt] = None
     """Stop after this many optimiser steps (``None``: run all epochs)."""
-    per_device_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    warmup_epochs: float = 0.0
+    per_device_batch_size: PositiveInt = 4
+    gradient_accumulation_steps: PositiveInt = 1
+    weight_decay: NonNegativeFloat = 0.01
+    warmup_steps: NonNegativeInt = 0
+    warmup_epochs: NonNegativeFloat = 0.0
     """Warm-up length in epochs (ZJUKLAB: one epoch); exclusive with ``warmup_steps``."""
-    scheduler: str = "linear"
-    max_grad_norm: Any = 1.0
+    scheduler: Scheduler = "linear"
+    max_grad_norm: Optional[NonNegativeFloat] = 1.0
     """Gradient clipping norm (``None`` or 0: no clipping)."""
-    max_length: int = 256
-    prompt_max_fraction: float = 0.8
+    max_length: Annotated[int, Field(ge=2)] = 256
+    prompt_max_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
     """The prompt keeps at most its last ``fraction × max_length`` tokens (ZJUKLAB: 0.8)."""
     mask_prompt: bool = True
     """Label only answer tokens + EOS (prompt tokens get -100); ``False`` labels the whole example."""
-    padding: str = "longest"
+    padding: Padding = "longest"
     """``longest`` (pad to the batch's longest example) or ``max_length`` (ZJUKLAB pads to 256)."""
-    padding_side: str = "right"
-    retain_sampling: str = "random"
+    padding_side: PaddingSide = "right"
+    retain_sampling: RetainSampling = "random"
     """``random`` (seeded draw per forget example and epoch) or ``cycle`` (``i mod len(retain)``)."""
-    seed: Any = None
+    seed: Optional[Seed] = None
     """Training seed; ``None`` uses the harness seed (``UnlearnContext.seed``)."""
     gradient_checkpointing: bool = False
-    eval_every: Any = "epoch"
+    eval_every: Union[Literal["epoch"], NonNegativeInt, None] = "epoch"
     """``epoch``, a number of optimiser steps, or 0 / ``None`` for no evaluation during training."""
-    eval_sample: int = 16
+    eval_sample: PositiveInt = 16
     """Records per split in the fixed evaluation sample of the training curves."""
-    eval_max_new_tokens: int = 64
+    eval_max_new_tokens: PositiveInt = 64
     save_checkpoints: bool = False
     """Save the model to ``checkpoints/epoch_N`` after every epoch."""
-    save_param_snapshots_at: Any = ()
+    save_param_snapshots_at: Union[NonNegativeInt, list[NonNegativeInt], tuple[NonNegativeInt, ...]] = ()
     """Optimiser steps after which the trainable parameters are saved to ``snapshots/step_N.safetensors``
     (0 = before the first step), for the parameter-change angle analysis."""
-    reference_cache_limit_gb: float = 2.0
+    reference_cache_limit_gb: PositiveFloat = 2.0
     """Full fine-tuning only: the largest reference-distribution cache that is allowed."""
 
     def __post_init__(self) -> None:

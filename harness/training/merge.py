@@ -21,10 +21,34 @@ log = logging.getLogger("unlearnbench.merge")
 MERGE_METHOD = "merge"
 
 
-def parent_info(run_dir: str | Path) -> dict[str, Any]:
-    """What a merge needs to know about a finished run."""
+def check_parent(run: Path, config: Mapping[str, Any]) -> None:
+    """A parent must be a complete run whose files belong together (its manifest verifies), trained
+    from the base model as it is now (the base's content equals what the parent recorded)."""
+    from harness.core.errors import ManifestError
+    from harness.core.manifest import MANIFEST_FILE, model_fingerprint, read_manifest, verify
+
+    if not (run / MANIFEST_FILE).is_file():
+        log.warning("%s has no manifest.json (made before run manifests): its files cannot be checked", run)
+        return
+    problem = verify(run, only=(CONFIG_FILE, config.get("model_dir", "model")))
+    if problem is not None:
+        raise ManifestError(run, f"cannot merge this run: {problem}")
+    recorded = (read_manifest(run).get("inputs", {}).get("model") or {}).get("sha256")
+    base = config.get("base_model")
+    if recorded and base:
+        now = model_fingerprint(base).get("sha256")
+        if now != recorded:
+            raise ManifestError(run, f"cannot merge this run: its base model {base} changed since the run was trained "
+                                     f"from it (content {str(recorded)[:12]} -> {str(now)[:12]}); retrain it or restore "
+                                     "the base model")
+
+
+def parent_info(run_dir: str | Path, check: bool = True) -> dict[str, Any]:
+    """What a merge needs to know about a finished run (``check``: and that its files belong together)."""
     run = Path(run_dir)
     config = read_config(run)
+    if check:
+        check_parent(run, config)
     model_dir = run / config.get("model_dir", "model")
     if not model_dir.is_dir():
         raise RecordError(run / CONFIG_FILE, f"the run has no saved model folder {model_dir}")
@@ -103,7 +127,11 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
     from harness.backends.loading import model_info
     from harness.training.loop import save_model_dir
 
-    parents = [parent_info(r) for r in run_dirs]
+    from harness.core.manifest import model_fingerprint, run_input
+    from harness.core.transaction import RunTransaction
+    from harness.evaluation.runfolder import eval_identity, output_inputs, record_inputs
+
+    parents = [parent_info(r, check=False) for r in run_dirs]
     try:
         settings.validate(len(parents), parents[0]["finetune"] if parents else "lora")
     except ValueError as exc:
@@ -112,8 +140,19 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
     mia = mia or parents[0]["mia"]
     if data is None:
         raise UserError("the parent runs record no benchmark; pass --data")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # --out may not be (or hold, or lie inside) a parent, the base model or the benchmark.
+    tx = RunTransaction(out, command="merge", inputs=output_inputs(
+        model=parents[0]["base_model"] if parents else None, data=data if evaluate else None,
+        mia=mia if evaluate else None, settings=eval_settings if evaluate else None,
+        **{"parent run": [p["run"] for p in parents]}))
+    for run in run_dirs:  # after the --out check: a folder that is both would be named as the --out mistake
+        check_parent(Path(run), read_config(Path(run)))
+    task = None
+    if evaluate:  # the benchmark is read (and checked) before the merge, not after it
+        from harness.evaluation.pipeline import EvalSettings
+
+        task = load_task(data, name=parents[0]["benchmark"], mia=mia)
+        eval_settings = eval_settings or EvalSettings(dtype=dtype, device=device, progress=progress)
     started = time.perf_counter()
     model, tokenizer, finetune = merged_model(parents, settings, dtype=dtype, device=device)
     seconds = time.perf_counter() - started
@@ -124,24 +163,28 @@ def merge_runs(run_dirs: Sequence[str | Path], settings, out: str | Path, *, dat
                        model=parents[0]["base_model"], finetune=finetune, model_dir="model",
                        data=str(Path(data).resolve()), mia=str(mia) if mia else None, label=label,
                        dtype=dtype, device=device, merge_seconds=round(seconds, 3), benchmark=parents[0]["benchmark"])
-    save_model_dir(model, tokenizer, out / "model")
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.eval()
     result = None
-    if evaluate:
-        from harness.evaluation.pipeline import EvalSettings, evaluate_model
+    with tx:  # everything lands in a staging folder, swapped in as ``out`` only when complete
+        save_model_dir(model, tokenizer, tx.path / "model")
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        model.eval()
+        if evaluate:
+            from harness.evaluation.pipeline import evaluate_model
 
-        task = load_task(data, name=parents[0]["benchmark"], mia=mia)
-        config.benchmark = task.name
-        eval_settings = eval_settings or EvalSettings(dtype=dtype, device=device, progress=progress)
-        config.eval = eval_settings.to_dict()  # evaluate_model writes config.json
-        info = model_info(model, id=str(out / "model"), base_model=parents[0]["base_model"])
-        result = evaluate_model(model, tokenizer, task, eval_settings, out, model_info=info,
-                                method_info=MethodInfo(name=MERGE_METHOD, params=params), label=label,
-                                parents=[p["run"] for p in parents], extra_timings={"merge": round(seconds, 3)},
-                                config=config, seed=settings.seed,
-                                backend=eval_settings.make_backend(model, tokenizer, model_path=out / "model"))
-    else:
-        write_config(out, config)
+            config.benchmark = task.name
+            config.eval = eval_settings.to_dict()  # evaluate_model writes config.json
+            info = model_info(model, id=str(tx.final / "model"), base_model=parents[0]["base_model"])
+            result = evaluate_model(model, tokenizer, task, eval_settings, tx.path, model_info=info,
+                                    method_info=MethodInfo(name=MERGE_METHOD, params=params), label=label,
+                                    parents=[p["run"] for p in parents], extra_timings={"merge": round(seconds, 3)},
+                                    config=config, seed=settings.seed, run_id=tx.final.name,
+                                    backend=eval_settings.make_backend(model, tokenizer, model_path=tx.path / "model"))
+        else:
+            write_config(tx.path, config)
+        record_inputs(tx, task=task, settings=eval_settings if evaluate else None,
+                      extra={"base model": model_fingerprint(parents[0]["base_model"]),
+                             "parents": [run_input(p["run"]) for p in parents]})
+        tx.settings = {"params": params, "parents": [p["run"] for p in parents], "benchmark": config.benchmark,
+                       "dtype": dtype, "eval": eval_identity(config.eval)}
     return model, tokenizer, result

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -38,13 +37,15 @@ from harness.core.records import (CONFIG_FILE, RESULT_FILE, TRAIN_LOG_FILE, Eval
                                   write_config)
 from harness.core.registry import METHODS
 from harness.core.types import UnlearnContext
+from harness.evaluation.checks import FiniteOutputs, check_requests, check_weights
 
 log = logging.getLogger("unlearnbench.runner")
 
 MODEL_DIR = "model"
 LOG_FILE = "log.txt"
 #: Settings that decide a run's outcome; a finished run is reused only when all of them match.
-_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "seed", "dtype", "eval")
+_IDENTITY_KEYS = ("method", "params", "model", "data", "mia", "benchmark", "benchmark_options", "seed", "dtype",
+                  "eval")
 #: Evaluation settings that earlier versions recorded and that no longer exist (``model_path``: vLLM's
 #: folder, now part of building its backend); ignored when a finished run's config is compared.
 _RETIRED_EVAL_KEYS = ("model_path",)
@@ -118,20 +119,27 @@ def method_class(name: str):
 
 
 def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names: Sequence[str] = ()) -> dict[str, Any]:
-    """Defaults, then the preset (if any layer or the defaults name one), then each layer in order."""
+    """Defaults, then the preset (if any layer or the defaults name one), then each layer in order;
+    every value checked against the method's declared type and range (:mod:`harness.core.params`),
+    a refusal naming where the value came from."""
+    from harness.core.params import validate_params
+
     cls = method_class(method) if isinstance(method, str) else method
     name = method if isinstance(method, str) else getattr(cls, "name", cls.__name__)
     defaults = cls.defaults()
     explicit: dict[str, Any] = {}
+    sources = {key: f"method {name!r} default" for key in defaults}
+    explicit_sources: dict[str, str] = {}
     for i, layer in enumerate(layers):
+        source = source_names[i] if i < len(source_names) and source_names[i] else "parameters"
         if layer.get("preset") is not None and "preset" not in defaults:
             raise ConfigError(f"method {name!r} has no presets (it takes no 'preset' parameter)")
         unknown = sorted(set(layer) - set(defaults))
         if unknown:
-            where = f" (from {source_names[i]})" if i < len(source_names) and source_names[i] else ""
-            raise ConfigError(f"unknown hyperparameter(s) {unknown} for method {name!r}{where}; valid: "
+            raise ConfigError(f"unknown hyperparameter(s) {unknown} for method {name!r} (from {source}); valid: "
                               f"{', '.join(sorted(defaults))}")
         explicit.update(layer)
+        explicit_sources.update({key: source for key in layer})
     params = dict(defaults)
     preset = explicit.get("preset", defaults.get("preset"))
     if preset is not None:
@@ -139,7 +147,10 @@ def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names:
         if preset not in presets:
             raise ConfigError(f"unknown preset {preset!r} for method {name!r}; valid: {sorted(presets) or '(none)'}")
         params.update(presets[preset])
+        sources.update({key: f"preset {preset!r} of method {name!r}" for key in presets[preset]})
     params.update(explicit)
+    sources.update(explicit_sources)
+    validate_params(cls, params, sources)
     return params
 
 
@@ -185,7 +196,8 @@ def _finished(run_dir: Path, evaluate: bool) -> bool:
     return (run_dir / MODEL_DIR).is_dir() and (run_dir / CONFIG_FILE).is_file()
 
 
-def _attach_log(run_dir: Path) -> logging.Handler:
+def attach_run_log(run_dir: Path) -> logging.Handler:
+    """Copy the ``unlearnbench`` loggers' INFO messages into ``run_dir/log.txt`` (remove the handler when done)."""
     handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
@@ -217,6 +229,8 @@ class RunOptions:
     mia: str | Path | None = None
     benchmark: str | None = None
     """The registered benchmark the data holds (default: detected from the folder)."""
+    benchmark_options: dict[str, str] | None = None
+    """The benchmark's own options (``--benchmark-option``, ``--reference``)."""
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -245,13 +259,20 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
     from harness.backends.loading import resolve_device
     from harness.tasks import load_task
 
+    from harness.backends.distributed import is_main_process, shared_token
+    from harness.core.transaction import RunTransaction
+    from harness.evaluation.runfolder import output_inputs
+
     opts = dataclasses.replace(options or RunOptions(), **option_fields)
     run_dir = Path(out)
     layers = list(opts.param_layers) + ([dict(opts.params)] if opts.params else [])
     names = list(opts.layer_names) + (["params"] if opts.params else [])
     resolved = jsonable(resolve_params(method, *layers, source_names=names))
     method_obj = build_method(method, resolved)
-    task = load_task(data, name=opts.benchmark, mia=opts.mia)
+    # --out is checked before anything is loaded or trained (not a file, not an input, not around one).
+    tx = RunTransaction(run_dir, command=opts.command, token=shared_token(), main=is_main_process(),
+                        inputs=output_inputs(model=model, data=data, mia=opts.mia, settings=opts.eval_settings))
+    task = load_task(data, name=opts.benchmark, mia=opts.mia, options=opts.benchmark_options)
     try:
         opts.device = resolve_device(opts.device)
     except ValueError as exc:
@@ -271,74 +292,109 @@ def run_unlearning(method: str, model: str | Path, data: str | Path, out: str | 
         base_model=base_model, data=str(Path(data).resolve()), mia=str(opts.mia) if opts.mia else None,
         seed=opts.seed, device=opts.device, dtype=opts.dtype, label=opts.label, parents=list(opts.parents),
         finetune=resolved.get("finetune"), model_dir=MODEL_DIR, benchmark=task.name,
+        benchmark_options=opts.benchmark_options,
         eval=opts.eval_settings.to_dict() if (opts.evaluate and opts.eval_settings is not None) else None,
         config_file=opts.config_file)
-    finished = _finished_run(run_dir, config, opts)
+    finished = _finished_run(run_dir, config, opts, task)
     if finished is not None:
         return finished
-    return _UnlearningRun(method_obj, task, config, opts, run_dir).run()
+    return _UnlearningRun(method_obj, task, config, opts, tx).run()
 
 
-def _finished_run(run_dir: Path, config: RunConfig, opts: RunOptions) -> RunOutcome | None:
-    """The outcome of a finished run in ``run_dir`` with the same settings (skipped, HELM style);
-    ``None`` when there is none or ``force`` is set; a finished run with other settings is refused."""
-    if opts.force or not _finished(run_dir, opts.evaluate):
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What decides an unlearning run's numbers besides the content of its inputs (hashed into its
+    manifest's ``settings_sha256``): method, parameters, benchmark, seed, dtype, evaluation settings."""
+    from harness.evaluation.runfolder import eval_identity
+
+    return {"method": config.method, "params": jsonable(config.params), "benchmark": config.benchmark,
+            "benchmark_options": config.benchmark_options, "seed": config.seed, "dtype": config.dtype,
+            "finetune": config.finetune, "eval": eval_identity(config.eval)}
+
+
+def _finished_run(run_dir: Path, config: RunConfig, opts: RunOptions, task) -> RunOutcome | None:
+    """The outcome of a finished run in ``run_dir`` that is this very run (skipped, HELM style), else
+    ``None`` (the run is made; an existing folder is replaced only when the new run is complete).
+
+    "Finished" means its manifest verifies and matches: same settings, same inputs by content (model
+    weights, benchmark records, MCQ sets), same code. Other settings are refused unless ``force`` (a
+    typo in ``--out`` must not replace a run); changed inputs or code, or files that do not belong
+    together, make the run again.
+    """
+    from harness.core.manifest import MANIFEST_FILE, canonical_hash, compare_inputs, read_manifest, verify
+    from harness.evaluation.runfolder import current_inputs
+
+    if opts.force or not run_dir.is_dir():
         return None
-    try:
-        old = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        old = {}
-    if not _same_run(old, config.to_json()):
-        raise ConfigError(f"{run_dir} already holds a finished run with different settings; choose another "
-                          "--out or pass --force to overwrite it")
+    if not (run_dir / MANIFEST_FILE).is_file():
+        if _finished(run_dir, opts.evaluate):
+            try:
+                old = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                old = {}
+            if not _same_run(old, config.to_json()):
+                raise ConfigError(f"{run_dir} already holds a finished run with different settings; choose another "
+                                  "--out or pass --force to overwrite it")
+            log.info("%s holds a run without a manifest (interrupted, or made before run manifests): its inputs "
+                     "cannot be checked, so it is made again", run_dir)
+        return None
+    problem = verify(run_dir)
+    if problem is not None:
+        log.warning("%s is not a complete run (%s); making it again", run_dir, problem)
+        return None
+    manifest = read_manifest(run_dir)
+    if manifest.get("settings_sha256") != canonical_hash(run_identity(config)):
+        raise ConfigError(f"{run_dir} already holds a finished run with different settings; choose another --out "
+                          "or pass --force to overwrite it")
+    changed = [d for d in compare_inputs(manifest, current_inputs(model=config.base_model, task=task,
+                                                                  settings=opts.eval_settings if opts.evaluate else None),
+                                         settings=None) if d != "settings differ"]
+    if changed:
+        log.warning("%s holds this run made from other inputs (%s); making it again", run_dir, "; ".join(changed))
+        return None
     log.info("%s already holds this finished run; skipped (use --force to redo it)", run_dir)
     result = read_result(run_dir) if opts.evaluate else None
     return RunOutcome(run_dir, config.params, result, None, skipped=True)
 
 
 class _UnlearningRun:
-    """One run's work: prepare the folder, unlearn, save, evaluate. Under data-parallel training
-    (accelerate launch / torchrun) only the main process touches the run folder; the others train
-    their shards and take part in the evaluation."""
+    """One run's work: unlearn, save, evaluate -- all into the transaction's staging folder, which
+    becomes the run folder only when complete. Under data-parallel training (accelerate launch /
+    torchrun) only the main process writes; the others train their shards and take part in the
+    evaluation."""
 
-    def __init__(self, method_obj, task, config: RunConfig, opts: RunOptions, run_dir: Path):
+    def __init__(self, method_obj, task, config: RunConfig, opts: RunOptions, tx):
         from harness.backends.distributed import is_main_process
 
-        self.method_obj, self.task, self.config, self.opts, self.run_dir = method_obj, task, config, opts, run_dir
+        self.method_obj, self.task, self.config, self.opts, self.tx = method_obj, task, config, opts, tx
+        self.final = tx.final
+        self.run_dir = tx.path
+        """Where everything is written (the staging folder); records name ``self.final``."""
         self.main = is_main_process()
 
     def run(self) -> RunOutcome:
         from harness.backends.distributed import wait_for_everyone
+        from harness.evaluation.runfolder import record_inputs
 
-        self._prepare_folder()
-        wait_for_everyone()
-        handler = _attach_log(self.run_dir) if self.main else logging.NullHandler()
-        try:
-            net, tokenizer, seconds = self._unlearn()
-            self.config.unlearn_seconds = round(seconds, 3)
-            result = None
-            if self.opts.evaluate:
-                result = self._evaluate(net, tokenizer, seconds)
-            elif self.main:
-                write_config(self.run_dir, self.config)
-            keep = self.opts.keep_model
-            return RunOutcome(self.run_dir, self.config.params, result, seconds, model=net if keep else None,
-                              tokenizer=tokenizer if keep else None)
-        finally:
-            logging.getLogger("unlearnbench").removeHandler(handler)
-            handler.close()
-
-    def _prepare_folder(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not self.main:
-            return
-        for stale in (TRAIN_LOG_FILE, RESULT_FILE, "snapshots", "checkpoints", MODEL_DIR):
-            target = self.run_dir / stale
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        write_config(self.run_dir, self.config)
+        with self.tx:
+            wait_for_everyone()
+            handler = attach_run_log(self.run_dir) if self.main else logging.NullHandler()
+            try:
+                net, tokenizer, seconds = self._unlearn()
+                self.config.unlearn_seconds = round(seconds, 3)
+                result = None
+                if self.opts.evaluate:
+                    result = self._evaluate(net, tokenizer, seconds)
+                elif self.main:
+                    write_config(self.run_dir, self.config)
+            finally:
+                logging.getLogger("unlearnbench").removeHandler(handler)
+                handler.close()
+            record_inputs(self.tx, model=self.config.base_model, task=self.task,
+                          settings=self.opts.eval_settings if self.opts.evaluate else None)
+            self.tx.settings = run_identity(self.config)
+        keep = self.opts.keep_model
+        return RunOutcome(self.tx.given, self.config.params, result, seconds, model=net if keep else None,
+                          tokenizer=tokenizer if keep else None)
 
     def _context(self, started: float) -> UnlearnContext:
         """What the method is handed besides model, tokenizer and data."""
@@ -351,7 +407,9 @@ class _UnlearningRun:
         # Composite methods (zjuklab_merge) save and evaluate runs of their own: they need to know
         # where the model and data came from and how the run is evaluated.
         extra = {"model_path": config.base_model, "data_path": config.data, "mia_path": config.mia,
-                 "eval_settings": opts.eval_settings if opts.evaluate else None}
+                 "eval_settings": opts.eval_settings if opts.evaluate else None,
+                 # out_dir is the staging folder; records name the run folder it becomes.
+                 "final_out_dir": str(self.final)}
         return UnlearnContext(out_dir=self.run_dir, seed=opts.seed, device=opts.device, dtype=opts.dtype,
                               log_event=log_event, progress=opts.progress,
                               logger=logging.getLogger(f"unlearnbench.method.{config.method}"), extra=extra,
@@ -365,17 +423,21 @@ class _UnlearningRun:
         from harness.training.noop import NoOpProbe
 
         config, opts = self.config, self.opts
-        log.info("run %s: method %s on %s (%s), params %s", self.run_dir, config.method, config.model,
+        log.info("run %s: method %s on %s (%s), params %s", self.final, config.method, config.model,
                  self.task.data.name, config.params)
         try:
             net, tokenizer = load_model(config.base_model, dtype=opts.dtype, device=opts.device,
                                         trust_remote_code=opts.trust_remote_code)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if opts.evaluate:  # a record the evaluation cannot take must fail now, not after training
+            check_requests(net, tokenizer, self.task, opts.eval_settings.max_new_tokens)
         probe = NoOpProbe.for_task(self.task, seed=opts.seed)
         probe.before(net, tokenizer)
         started = time.perf_counter()
-        net = self.method_obj.unlearn(net, tokenizer, self.task.data, self._context(started))
+        check_weights(net, f"the model {config.base_model}")
+        with FiniteOutputs(net, f"the model {config.base_model}", during="training"):
+            net = self.method_obj.unlearn(net, tokenizer, self.task.data, self._context(started))
         seconds = time.perf_counter() - started
         log.info("unlearning took %.1f s", seconds)
         if self.main:
@@ -386,7 +448,7 @@ class _UnlearningRun:
             # ``unlearnbench evaluate --model RUN/model`` loads (same weight hash).
             net = net.merge_and_unload()
         net.eval()
-        self.config.flags = probe.after(net, tokenizer, where=str(self.run_dir))
+        self.config.flags = probe.after(net, tokenizer, where=str(self.final))
         return net, tokenizer, seconds
 
     def _evaluate(self, net, tokenizer, seconds: float) -> EvalResult:
@@ -395,14 +457,14 @@ class _UnlearningRun:
 
         config, settings = self.config, self.opts.eval_settings
         model_dir = self.run_dir / MODEL_DIR
-        info = RunInfo(model_info=model_info(net, id=str(model_dir), base_model=config.base_model),
+        info = RunInfo(model_info=model_info(net, id=str(self.final / MODEL_DIR), base_model=config.base_model),
                        method_info=MethodInfo(name=config.method, params=config.params), label=config.label,
                        parents=list(config.parents), extra_timings={"unlearn": round(seconds, 3)}, config=config,
-                       seed=config.seed, flags=config.flags)
+                       seed=config.seed, run_id=self.final.name, flags=config.flags)
         # The backend reads the saved run when it loads from disk (vLLM serves LoRA adapters itself).
         backend = settings.make_backend(net, tokenizer, model_path=model_dir)
         return evaluate_model(net, tokenizer, self.task, settings, self.run_dir, info, backend=backend)
 
 
-__all__ = ["run_unlearning", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
+__all__ = ["run_unlearning", "attach_run_log", "RunOptions", "resolve_params", "build_method", "parse_overrides", "parse_value",
            "read_config_file", "RunOutcome", "ConfigError", "MODEL_DIR"]

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
+from harness.core.errors import UnlearnbenchError
+
 if TYPE_CHECKING:  # pragma: no cover
     from harness.training.reference import ReferenceCache
 
 IGNORE_INDEX = -100
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UnlearnbenchError, RuntimeError):
     """The training run cannot go on (a non-finite loss, an impossible setting)."""
 
 

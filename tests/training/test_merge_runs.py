@@ -61,6 +61,11 @@ def test_merge_refuses_runs_of_different_base_models(two_lora_runs, tmp_path):
     config["base_model"] = "/elsewhere/other-model"
     (b / "config.json").write_text(json.dumps(config))
     proc = _cli("merge", a, b, "--out", tmp_path / "m", "--no-eval")
+    # The edited config.json no longer belongs to the run: its manifest says so.
+    assert proc.returncode == 2 and "cannot merge this run" in proc.stderr and "config.json" in proc.stderr
+    assert not (tmp_path / "m").exists()
+    (b / "manifest.json").unlink()  # a run made before manifests: the configs are compared
+    proc = _cli("merge", a, b, "--out", tmp_path / "m", "--no-eval")
     assert proc.returncode == 2
     assert "different base models" in proc.stderr and "/elsewhere/other-model" in proc.stderr
 

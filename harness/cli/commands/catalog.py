@@ -20,8 +20,12 @@ def _methods(args: argparse.Namespace) -> int:
         origin = METHODS.origin(name)
         print(f"{name:<18} {summary_line(cls.__doc__):<70} [{origin}]")
         if args.params:
+            from harness.core.params import method_specs
+
+            specs = method_specs(cls)
             for key, value in cls.defaults().items():
-                print(f"{'':<20}{key} = {value!r}")
+                allowed = f"  ({specs[key].allowed})" if key in specs else ""
+                print(f"{'':<20}{key} = {value!r}{allowed}")
             for preset, values in (getattr(cls, "presets", None) or {}).items():
                 print(f"{'':<20}preset {preset}: " + ", ".join(f"{k}={v!r}" for k, v in values.items()))
     return 0

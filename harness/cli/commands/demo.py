@@ -12,6 +12,11 @@ from harness.core.errors import UserError
 def _demo(args: argparse.Namespace) -> int:
     from harness.synthetic.demo import DemoPlan, run_demo
 
+    if args.real:  # the real model, LUME and MMLU (harness.real.demo)
+        from harness.real.demo import run_from_args
+
+        return run_from_args(args)
+
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else []
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {args.jobs}")
@@ -43,4 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=None,
                    help="runs at a time, one worker process each (default: one per core, at most 4)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the intervals (200)")
+    from harness.real.demo import add_real_arguments
+
+    add_real_arguments(p)
     p.set_defaults(func=_demo)

@@ -30,6 +30,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mia", metavar="DIR", default=None,
                    help="folder with member.jsonl and nonmember.jsonl (default: DATA/mia when present)")
     g.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="generation limit (default 256)")
+    g.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="quick look: only the first N records of each split x task x kind and the first N documents "
+                        "of each MIA set (recorded; not comparable with full runs, so the SemEval boards refuse it)")
     g.add_argument("--batch-size", type=parse_batch_size, default="auto", metavar="N|auto",
                    help="rows per batch; auto starts large and halves on out-of-memory (on CPU, generation starts at "
                         "as many rows as fit 2 GiB of KV cache, 4 to 128) (default auto)")
@@ -58,7 +61,8 @@ def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("MMLU and utility (multiple choice, scored by lm-evaluation-harness)")
     g.add_argument("--mmlu", metavar="PATH|hub", default=None,
-                   help="MMLU folder (CSV release or cais/mmlu parquet/arrow layout) or 'hub' (online only)")
+                   help="MMLU folder (CSV release, cais/mmlu parquet/arrow layout, or hails/mmlu_no_train as "
+                        "`unlearnbench assets` writes it) or 'hub' (online only)")
     g.add_argument("--utility", metavar="PATH", default=None,
                    help="an MCQ set in the MMLU layout scored as 'utility' (e.g. WORLD/utility); always run in "
                         "full, with --mmlu-protocol")
@@ -78,6 +82,16 @@ def add_mcq_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mmlu-fewshot", type=int, metavar="K", default=None,
                    help="override the protocol's number of few-shot examples (recorded)")
     g.add_argument("--mcq-batch-size", type=int, metavar="B", default=8, help="lm-eval batch size (default 8)")
+    g = parser.add_argument_group("any lm-evaluation-harness task as metric columns (lm_eval/<task>/<metric>)")
+    g.add_argument("--lm-eval-tasks", metavar="LIST", default=None,
+                   help="comma-separated lm-eval task names, e.g. wmdp_bio,arc_easy (their data must be reachable: "
+                        "offline, in the Hugging Face cache)")
+    g.add_argument("--lm-eval-fewshot", type=int, metavar="K", default=None,
+                   help="shots for every --lm-eval-tasks task (default: each task's own; recorded)")
+    g.add_argument("--lm-eval-limit", type=int, metavar="N", default=None,
+                   help="at most N documents per task, for quick runs (recorded; not the full task)")
+    g.add_argument("--lm-eval-include", metavar="DIR", default=None,
+                   help="a folder of extra lm-eval task YAML files (e.g. tasks over local data)")
 
 
 def mcq_specs_from_args(args: argparse.Namespace):
@@ -102,7 +116,26 @@ def mcq_specs_from_args(args: argparse.Namespace):
 def add_benchmark_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", metavar="NAME", default=None,
                    help="registered benchmark the data folder holds (see `unlearnbench benchmarks`; default: the "
-                        "one that recognises the folder, lume for LUME files)")
+                        "one its benchmark.json names, else the one that recognises the folder, lume for LUME files)")
+    p.add_argument("--benchmark-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the benchmark (repeatable), e.g. tofu: split=forget05, format=llama2; "
+                        "muse: protocol=open-unlearning, corpus=news")
+    p.add_argument("--reference", metavar="RUN", default=None,
+                   help="reference run the benchmark compares against (tofu: a retain-only model's run, for Forget "
+                        "Quality; muse: the retrained model's run, for PrivLeak)")
+
+
+def benchmark_options(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--benchmark-option`` and ``--reference`` as the benchmark's ``{key: value}`` options (None: none)."""
+    options: dict[str, str] = {}
+    for item in getattr(args, "benchmark_option", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--benchmark-option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    if getattr(args, "reference", None):
+        options["reference"] = args.reference
+    return options or None
 
 
 def add_parallel_argument(p: argparse.ArgumentParser) -> None:
@@ -129,11 +162,20 @@ def settings_from_args(args: argparse.Namespace):
     for spec in (mmlu, utility):
         if spec is not None:
             check_mcq_source(spec)
+    lm_eval_tasks = None
+    if getattr(args, "lm_eval_tasks", None):
+        from harness.tasks.lm_eval_tasks import LMEvalTasksSpec, check_lm_eval_tasks, parse_task_list
+
+        lm_eval_tasks = LMEvalTasksSpec(parse_task_list(args.lm_eval_tasks), num_fewshot=args.lm_eval_fewshot,
+                                        limit=args.lm_eval_limit, batch_size=getattr(args, "mcq_batch_size", 8) or 8,
+                                        include=args.lm_eval_include)
+        check_lm_eval_tasks(lm_eval_tasks)  # an unknown task or unreachable data: now, before any model work
     try:
         return EvalSettings(mode=args.mode, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                            lm_eval_tasks=lm_eval_tasks,
                             dtype=args.dtype, device=args.device, min_k=args.min_k, mmlu=mmlu, utility=utility,
                             engine=args.engine, tensor_parallel_size=args.tensor_parallel_size,
-                            progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
+                            limit=getattr(args, "limit", None), progress=not args.no_progress, cache=not args.no_cache, cache_dir=args.cache_dir)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -159,34 +201,43 @@ def summary_lines(result) -> list[str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from harness.tasks import load_task
-    from harness.evaluation.pipeline import evaluate_model
+    from harness.backends.distributed import is_main_process, shared_token
     from harness.backends.loading import load_model, model_info
     from harness.core.records import MethodInfo, RunConfig
-
-    from harness.backends.distributed import is_main_process
+    from harness.core.transaction import RunTransaction
+    from harness.evaluation.pipeline import evaluate_model
+    from harness.evaluation.runfolder import eval_identity, output_inputs, record_inputs
+    from harness.tasks import load_task
 
     rc = maybe_relaunch(args)
     if rc is not None:
         return rc
     settings = settings_from_args(args)
-    task = load_task(args.data, name=args.benchmark, mia=args.mia)
+    # --out is checked before anything is loaded: not a file, not an input, not inside or around one.
+    tx = RunTransaction(args.out, command="evaluate", token=shared_token(), main=is_main_process(),
+                        inputs=output_inputs(model=args.model, data=args.data, mia=args.mia, settings=settings))
+    options = benchmark_options(args)
+    task = load_task(args.data, name=args.benchmark, mia=args.mia, options=options)
     try:
         model, tok = load_model(args.model, dtype=args.dtype, device=args.device,
                                 trust_remote_code=args.trust_remote_code)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    out = Path(args.out)
     config = RunConfig(command="evaluate", argv=sys.argv[1:], model=str(args.model), data=str(args.data), mia=args.mia,
-                       label=args.label, benchmark=task.name, device=args.device, dtype=args.dtype,
-                       eval=settings.to_dict())
-    result = evaluate_model(model, tok, task, settings, out, model_info=model_info(model, id=str(args.model)),
-                            method_info=MethodInfo(name="none"), label=args.label, config=config,
-                            backend=settings.make_backend(model, tok, model_path=args.model))
+                       label=args.label, benchmark=task.name, benchmark_options=options, device=args.device,
+                       dtype=args.dtype, eval=settings.to_dict())
+    with tx:  # everything lands in a staging folder, swapped in as --out only when complete
+        result = evaluate_model(model, tok, task, settings, tx.path, model_info=model_info(model, id=str(args.model)),
+                                method_info=MethodInfo(name="none"), label=args.label, config=config,
+                                run_id=tx.final.name,
+                                backend=settings.make_backend(model, tok, model_path=args.model))
+        record_inputs(tx, model=args.model, task=task, settings=settings)
+        tx.settings = {"benchmark": task.name, "benchmark_options": options, "dtype": args.dtype,
+                       "eval": eval_identity(settings)}
     if is_main_process():
         for line in summary_lines(result):
             print(line)
-        print(f"wrote {out / 'result.json'}")
+        print(f"wrote {Path(args.out) / 'result.json'}")
     return 0
 
 
@@ -201,7 +252,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--out runs/y",
                         "unlearnbench evaluate --model M --data D --num-processes 2 --out runs/dp   # data parallel"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, metavar="PATH", help="model folder (save_pretrained) or LoRA adapter")
+    p.add_argument("--model", required=True, metavar="PATH",
+                   help="model folder (save_pretrained), LoRA adapter folder, .gguf file (dequantised; needs the "
+                        "'gguf' package) or hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct, where a hub is reachable)")
     p.add_argument("--data", required=True, metavar="DIR", help="benchmark folder (LUME: forget/retain [+ mia/])")
     add_benchmark_argument(p)
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to write")

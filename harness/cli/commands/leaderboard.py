@@ -41,9 +41,15 @@ def _run(args: argparse.Namespace) -> int:
     from leaderboards.text import visible
 
     try:
-        boards = lbs.build_leaderboards(args.results, args.board, bootstrap=args.bootstrap, seed=args.seed,
-                                        split_by_benchmark=args.split_by_benchmark, progress=not args.quiet,
-                                        rank_parents=args.rank_parents, columns=args.columns)
+        board = lbs.get_board(args.board)
+        if board.name == "robust":  # attacked runs: recovery from their robust.json (leaderboards.robust)
+            from leaderboards.robust import build_robust_board
+
+            boards = [(None, build_robust_board(args.results, board))]
+        else:
+            boards = lbs.build_leaderboards(args.results, board, bootstrap=args.bootstrap, seed=args.seed,
+                                            split_by_benchmark=args.split_by_benchmark, progress=not args.quiet,
+                                            rank_parents=args.rank_parents, columns=args.columns)
     except (lbs.BoardError, lbs.LeaderboardError) as exc:
         raise UserError(str(exc)) from exc
     for slug, board in boards:
@@ -66,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "unlearnbench leaderboard runs/ --board world --out board/ --format csv,md --bootstrap 0",
                         "unlearnbench leaderboard runs/ --board my_board.toml --out board/ --seed 1",
                         "unlearnbench leaderboard runs/ --board world --out paper/ --format tex,pdf --columns terms",
+                        "unlearnbench leaderboard runs/ --board robust --out robust/   # attacked runs (attack --target)",
                         "unlearnbench leaderboard --list-boards"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="*", metavar="RESULTS_DIR", help="folders (or result.json files) to read")

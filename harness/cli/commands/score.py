@@ -47,6 +47,7 @@ def _score(args: argparse.Namespace) -> int:
     result = read_result(result_path) if result_path.is_file() else None
     if args.write and result is None:
         raise UserError(f"{result_path}: no such file; --write updates an existing result record")
+    _check_belongs(run_dir, result, write=args.write)
 
     # Evaluation records its scoring mode as settings["mode"] (EvalSettings.mode).
     mode = args.mode or (result.settings.get("mode") if result else None) or "semeval2025"
@@ -76,14 +77,64 @@ def _score(args: argparse.Namespace) -> int:
     if args.write:
         assert result is not None
         merged = {**result.metrics, **metrics}
+        _check_update(result_path, result.metrics, merged)
         settings = {**result.settings, "rescored": {"by": "unlearnbench score", "mode": mode, "at": now()}}
         updated = result.model_copy(update={"metrics": merged, "settings": settings})
-        write_result(run_dir, updated)  # atomic (harness.core.fileio)
-        # Read back through the validator, so a record we could not read later is never left behind.
-        read_result(result_path)
+        _write_update(run_dir, updated)
         if not args.json:
             print(f"wrote {result_path}")
     return 0
+
+
+def _check_belongs(run_dir: Path, result, write: bool) -> None:
+    """The files score reads must belong together: their manifest verifies (a mixed folder left by an
+    interrupted rerun, a truncated or replaced file is refused with the file); a run made before
+    manifests is checked, before --write, against the row counts of its record."""
+    from harness.core.manifest import MANIFEST_FILE, verify
+    from harness.core.records import CONFIG_FILE, MIA_FILE, RESULT_FILE, SAMPLES_FILE
+
+    if (run_dir / MANIFEST_FILE).is_file():
+        problem = verify(run_dir, only=(SAMPLES_FILE, MIA_FILE, RESULT_FILE, CONFIG_FILE))
+        if problem is not None:
+            raise UserError(f"{run_dir}: its files do not belong together ({MANIFEST_FILE}): {problem}; refusing to "
+                            "score it -- evaluate the model again")
+    elif write and result is not None:
+        from leaderboards.collect import row_count_problem
+
+        problem = row_count_problem(run_dir, result)
+        if problem is not None:
+            raise UserError(f"{run_dir}: {problem}; --write would replace the record's metrics by those of files that "
+                            "are not its own")
+
+
+def _check_update(result_path: Path, old: dict, new: dict) -> None:
+    """--write never replaces a number by null (a partial per-sample file, a deleted MIA file) and
+    never writes a non-finite or out-of-range metric."""
+    from harness.evaluation.checks import check_metrics
+
+    lost = [name for name, value in old.items() if value is not None and new.get(name) is None]
+    if lost:
+        raise UserError(f"{result_path}: refusing to replace {lost[0]} = {old[lost[0]]!r} by null"
+                        f"{f' (and {len(lost) - 1} more metrics)' if len(lost) > 1 else ''}: the per-sample files "
+                        "hold less than the run that wrote this record (partial or missing rows)")
+    check_metrics(new, result_path)
+
+
+def _write_update(run_dir: Path, updated) -> None:
+    """result.json replaced within a transaction over the run (hard-linked copy, swapped in whole), the
+    manifest rewritten with the run's recorded inputs and settings."""
+    from harness.core.manifest import MANIFEST_FILE, read_manifest
+    from harness.core.records import read_result, write_result
+    from harness.core.transaction import RunTransaction
+
+    manifest = read_manifest(run_dir) if (run_dir / MANIFEST_FILE).is_file() else None
+    with RunTransaction(run_dir, base=run_dir, command=manifest["command"] if manifest else None,
+                        option="RUN_DIR") as tx:
+        if manifest:
+            tx.fingerprints.update(manifest.get("inputs") or {})
+            tx.settings_sha256 = manifest.get("settings_sha256")
+        write_result(tx.path, updated)
+        read_result(tx.path)  # read back through the validator: a record we could not read is never left behind
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

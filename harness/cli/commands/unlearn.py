@@ -33,25 +33,50 @@ RUN_KEYS = {
 
 
 def _eval_namespace(overrides: dict[str, Any], source: str) -> argparse.Namespace:
-    """The ``evaluate`` command's option defaults, with ``overrides`` (config keys) applied."""
+    """The ``evaluate`` command's option defaults, with ``overrides`` (config keys) applied -- each
+    value checked as its command-line option would check it (type and choices)."""
     from harness.cli.commands.evaluate import add_eval_arguments
 
     parser = argparse.ArgumentParser(add_help=False)
     add_eval_arguments(parser)
     ns = parser.parse_args([])
+    actions = {a.dest: a for a in parser._actions}
     for key, value in overrides.items():
         attr = key.replace("-", "_")
-        if attr == "progress":
-            ns.no_progress = not value
-            continue
-        if attr == "cache":
-            ns.no_cache = not value
+        if attr in ("progress", "cache"):
+            if not isinstance(value, bool):
+                raise UserError(f"{source}: {key} = {value!r} is not allowed; expected true or false")
+            setattr(ns, f"no_{attr}", not value)
             continue
         if not hasattr(ns, attr):
             valid = sorted(k for k in vars(ns) if not k.startswith("no_")) + ["cache", "progress"]
             raise UserError(f"{source}: unknown evaluation option {key!r}; valid: {', '.join(sorted(valid))}")
-        setattr(ns, attr, value)
+        setattr(ns, attr, _option_value(actions[attr], key, value, source))
     return ns
+
+
+def _option_value(action: argparse.Action, key: str, value: Any, source: str) -> Any:
+    """A config-file value for option ``action``, converted and checked like the command-line text."""
+    kind = action.type
+    if value is None:
+        return None
+    if isinstance(value, (bool, dict, list)) or (kind is not None and not isinstance(value, (str, int, float))):
+        raise UserError(f"{source}: {key} = {value!r} is not allowed; expected {_expected(action)}")
+    if kind is not None:
+        try:
+            value = kind(str(value))  # 4 -> "4" -> 4; "many" and 4.5 fail for an integer, as on the command line
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            raise UserError(f"{source}: {key} = {value!r} is not allowed; expected {_expected(action)}") from None
+    if action.choices is not None and value not in action.choices:
+        raise UserError(f"{source}: {key} = {value!r} is not allowed; expected {_expected(action)}")
+    return value
+
+
+def _expected(action: argparse.Action) -> str:
+    if action.choices is not None:
+        return "one of " + ", ".join(repr(c) for c in action.choices)
+    return {int: "an integer", float: "a number"}.get(action.type, f"a value like --{action.dest.replace('_', '-')} "
+                                                                   f"takes ({action.metavar or 'text'})")
 
 
 def _print_outcome(outcome) -> None:
@@ -73,7 +98,7 @@ def _print_outcome(outcome) -> None:
 
 def _unlearn(args: argparse.Namespace) -> int:
     from harness.training.runner import parse_overrides, read_config_file, run_unlearning
-    from harness.cli.commands.evaluate import maybe_relaunch, settings_from_args
+    from harness.cli.commands.evaluate import benchmark_options, maybe_relaunch, settings_from_args
 
     rc = maybe_relaunch(args)
     if rc is not None:
@@ -97,14 +122,15 @@ def _unlearn(args: argparse.Namespace) -> int:
         args.method, args.model, args.data, args.out, param_layers=layers, layer_names=names,
         evaluate=not args.no_eval, eval_settings=settings, mia=args.mia, seed=args.seed, device=args.device,
         dtype=args.dtype, label=args.label, command="unlearn", force=args.force, progress=not args.no_progress,
-        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark)
+        trust_remote_code=args.trust_remote_code, keep_model=False, benchmark=args.benchmark,
+        benchmark_options=benchmark_options(args))
     _print_outcome(outcome)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     from harness.training.runner import parse_overrides, read_config_file, run_unlearning
-    from harness.cli.commands.evaluate import settings_from_args
+    from harness.cli.commands.evaluate import benchmark_options, settings_from_args
 
     cfg = read_config_file(args.config)
     unknown = sorted(set(cfg) - set(RUN_KEYS))
@@ -120,14 +146,17 @@ def _run(args: argparse.Namespace) -> int:
     eval_cfg = cfg.get("eval") or {}
     if not isinstance(eval_cfg, dict):
         raise UserError(f"{args.config}: 'eval' must be a table of evaluation options")
+    from harness.core.params import validate_run_file
+
+    validate_run_file(cfg, str(args.config))  # seed = "abc", evaluate = "no", dtype = "float8": one line each
     device, dtype = cfg.get("device", "cpu"), cfg.get("dtype", "float32")
     from harness.backends.distributed import launched_distributed, relaunch
 
     if args.num_processes > 1 and not launched_distributed():
         return relaunch(sys.argv[1:], args.num_processes, device)
-    evaluate = bool(cfg.get("evaluate", True)) and not args.no_eval
+    evaluate = cfg.get("evaluate", True) and not args.no_eval
     ns = _eval_namespace({"device": device, "dtype": dtype, **({"mia": cfg["mia"]} if cfg.get("mia") else {}),
-                          **eval_cfg}, str(args.config))
+                          **eval_cfg}, f"{args.config} [eval]")
     if args.no_progress:
         ns.no_progress = True
     settings = settings_from_args(ns) if evaluate else None
@@ -138,10 +167,10 @@ def _run(args: argparse.Namespace) -> int:
         names.append("--set")
     outcome = run_unlearning(
         cfg["method"], cfg["model"], cfg["data"], args.out or cfg["out"], param_layers=layers, layer_names=names,
-        evaluate=evaluate, eval_settings=settings, mia=ns.mia, seed=int(cfg.get("seed", 0)), device=ns.device,
+        evaluate=evaluate, eval_settings=settings, mia=ns.mia, seed=cfg.get("seed", 0), device=ns.device,
         dtype=ns.dtype, label=cfg.get("label"), command="run", force=args.force, progress=not ns.no_progress,
         config_file=str(Path(args.config).resolve()), keep_model=False,
-        benchmark=args.benchmark or cfg.get("benchmark"))
+        benchmark=args.benchmark or cfg.get("benchmark"), benchmark_options=benchmark_options(args))
     _print_outcome(outcome)
     return 0
 

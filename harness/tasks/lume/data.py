@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from harness.core.errors import DataError
+from harness.core.fileio import text_lines
 from harness.core.types import LUME_TASKS, Benchmark, MIADocument, Record, kind_from_id
 
 RECORD_FIELDS = ("id", "input", "output", "task")
@@ -26,28 +27,15 @@ SUFFIXES = (".jsonl", ".parquet")
 
 # -- raw row readers (each yields (line_number, row_dict)) --------------------------------------
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        fh = path.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"cannot open file ({exc.strerror})", path) from exc
-    with fh:
-        lineno = 0
-        while True:
-            lineno += 1
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as exc:
-                raise DataError(f"not valid UTF-8 ({exc.reason})", path, lineno) from exc
-            if not line:
-                return
-            if not line.strip():
-                continue  # blank lines (a trailing newline) are not records
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line",
-                                path, lineno) from exc
-            yield lineno, row
+    for lineno, line in text_lines(path):  # decoded line by line: a bad byte is reported on its own line
+        if not line.strip():
+            continue  # blank lines (a trailing newline) are not records
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line",
+                            path, lineno) from exc
+        yield lineno, row
 
 
 def _iter_table(rows: Iterable[dict], path: Path) -> Iterator[tuple[int, Any]]:
@@ -191,6 +179,42 @@ def benchmark_hash(forget: Iterable[Record], retain: Iterable[Record], members: 
     return h.hexdigest()
 
 
+def _first_shared(a: Iterable[tuple[str, str]], b: Iterable[tuple[str, str]]) -> tuple[str, str, int] | None:
+    """``(id in a, id in b, how many)`` for texts found in both ``(id, text)`` lists (None: disjoint)."""
+    first = {}
+    for rid, text in a:
+        first.setdefault(text.strip(), rid)
+    shared = [(first[text.strip()], rid) for rid, text in b if text.strip() in first]
+    return (*shared[0], len(shared)) if shared else None
+
+
+def check_disjoint(folder: Path, forget: Sequence[Record], retain: Sequence[Record], mia_folder: Path,
+                   members: Sequence[MIADocument], nonmembers: Sequence[MIADocument]) -> None:
+    """Forget and retain share no id and no record (prompt + answer); MIA members and non-members share
+    no id and no document. Otherwise the numbers mean nothing: identical member and non-member sets
+    give AUC 0.5, a *perfect* MIA score; a record both forgotten and retained scores against itself."""
+    clash = sorted({r.id for r in forget} & {r.id for r in retain})
+    if clash:
+        raise DataError(f"id appears in both forget and retain ({len(clash)} such ids); expected disjoint splits",
+                        folder, record_id=clash[0])
+    same = _first_shared(((r.id, f"{r.input}\x00{r.output}") for r in forget),
+                         ((r.id, f"{r.input}\x00{r.output}") for r in retain))
+    if same:
+        raise DataError(f"the same record (prompt and answer) is in forget as {same[0]!r} and in retain as "
+                        f"{same[1]!r} ({same[2]} such records); expected disjoint forget and retain splits", folder)
+    if not members:
+        return
+    clash = sorted({d.id for d in members} & {d.id for d in nonmembers})
+    if clash:
+        raise DataError(f"id appears in both member and nonmember ({len(clash)} such ids); expected disjoint MIA "
+                        "sets", mia_folder, record_id=clash[0])
+    same = _first_shared(((d.id, d.document) for d in members), ((d.id, d.document) for d in nonmembers))
+    if same:
+        raise DataError(f"the same document is a member ({same[0]!r}) and a nonmember ({same[1]!r}) ({same[2]} such "
+                        "documents); the MIA AUC of identical sets is 0.5, a perfect-looking score -- expected "
+                        "disjoint member and nonmember sets", mia_folder)
+
+
 def load_benchmark(path: str | Path, mia: str | Path | None = None,
                    tasks: tuple[str, ...] | None = LUME_TASKS) -> Benchmark:
     """Load a LUME-format benchmark folder.
@@ -212,11 +236,7 @@ def load_benchmark(path: str | Path, mia: str | Path | None = None,
         raise DataError("MIA folder does not exist; expected member.jsonl and nonmember.jsonl", mia_folder)
     if mia_folder.is_dir():
         members, nonmembers = load_mia(mia_folder)
-    clash = {r.id for r in forget} & {r.id for r in retain}
-    if clash:
-        rid = sorted(clash)[0]
-        raise DataError(f"id appears in both forget and retain ({len(clash)} such ids)",
-                        folder, record_id=rid)
+    check_disjoint(folder, forget, retain, mia_folder, members, nonmembers)
     return Benchmark(
         name=folder.resolve().name,
         path=str(folder.resolve()),
@@ -228,4 +248,4 @@ def load_benchmark(path: str | Path, mia: str | Path | None = None,
     )
 
 
-__all__ = ["load_benchmark", "load_split", "load_mia", "benchmark_hash", "find_split"]
+__all__ = ["load_benchmark", "load_split", "load_mia", "benchmark_hash", "check_disjoint", "find_split"]

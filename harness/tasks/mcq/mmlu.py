@@ -45,7 +45,8 @@ from urllib.parse import urlparse
 
 from harness.core import fileio
 from harness.core.errors import DataError, UserError
-from harness.tasks.mcq.data import LAYOUT_HELP, LETTERS, MMLU_GROUPS, MMLU_SUBJECT_CATEGORIES, MCQSet, load_mcq
+from harness.tasks.mcq.data import (LAYOUT_HELP, LETTERS, MMLU_GROUPS, MMLU_SUBJECT_CATEGORIES, MMLU_TEST_COUNTS,
+                                    MCQSet, load_mcq)
 from harness.core.records import MMLUInfo, env_flag
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,9 @@ def _task_config(name: str, subject: str, files: dict[str, str], cache_dir: str,
         "dataset_kwargs": {"data_files": files, "cache_dir": cache_dir},
         "test_split": "test",
         "output_type": "multiple_choice",
-        "description": layout["description"].format(subject=subject.replace("_", " ")),
+        # lm-eval renders the description with Jinja: the subject is data, so the text is passed
+        # inside {% raw %} (the subject's name is also checked to be a plain name when it is read).
+        "description": "{% raw %}" + layout["description"].format(subject=subject.replace("_", " ")) + "{% endraw %}",
         "doc_to_text": layout["doc_to_text"],
         "doc_to_choice": layout["doc_to_choice"],
         "doc_to_target": "answer",
@@ -319,7 +322,7 @@ def _lm_eval_version() -> str:
 
 
 def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
-            settings: dict[str, Any]) -> tuple[float, MMLUInfo]:
+            settings: dict[str, Any]) -> tuple[float, MMLUInfo, list[dict]]:
     if not rows:
         raise DataError("no questions were scored", spec.source)
     per_subject: dict[str, dict[str, Any]] = {}
@@ -349,7 +352,7 @@ def _finish(spec: MCQSpec, rows: list[dict], subjects: list[str], full: bool,
                     n_questions=n, subjects=subjects, limit=spec.limit, full=full, settings=settings)
     log.info("%s (%s, %s, %d-shot): %.4f over %d questions in %d subjects%s", spec.metric_name, spec.protocol,
              spec.prompt_format, spec.shots, accuracy, n, len(subjects), "" if full else " (not the full set)")
-    return accuracy, info
+    return accuracy, info, rows
 
 
 # -- local and hub runs -----------------------------------------------------------------------------
@@ -393,15 +396,33 @@ def check_mcq_source(spec: MCQSpec) -> None:
         _prepare_local(spec)
 
 
-def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
+def local_completeness(mcq: MCQSet, subjects: Sequence[str], spec: MCQSpec
+                       ) -> tuple[bool, list[str], dict[str, dict[str, int]]]:
+    """``(full, missing MMLU subjects, subjects with another number of test questions than MMLU)``.
+
+    A limited, filtered or incomplete set is never the full one. For MMLU that means all 57 subjects
+    with exactly MMLU's test questions each (:data:`MMLU_TEST_COUNTS`); for another MCQ set (the
+    world's utility) it means every subject of the folder, unlimited."""
+    filtered = len(subjects) < len(mcq.subjects)
+    truncated = spec.limit is not None and any(len(mcq.data[s]["test"]) > spec.limit for s in subjects)
+    if spec.metric_name != "mmlu":
+        return not filtered and not truncated, [], {}
+    missing = sorted(set(MMLU_SUBJECT_CATEGORIES) - set(mcq.subjects))
+    # Subjects with more or fewer test questions than MMLU has: a partial (or padded) copy.
+    short = {s: {"found": len(mcq.data[s]["test"]), "expected": MMLU_TEST_COUNTS[s]} for s in mcq.subjects
+             if s in MMLU_TEST_COUNTS and len(mcq.data[s]["test"]) != MMLU_TEST_COUNTS[s]}
+    if short:
+        log.warning("MMLU copy %s: %d subject(s) do not have MMLU's number of test questions (%s); the result is "
+                    "recorded as not the full MMLU", mcq.root, len(short),
+                    ", ".join(f"{s}: {c['found']} of {c['expected']}" for s, c in sorted(short.items())[:5]))
+    return not filtered and not truncated and not missing and not short, missing, short
+
+
+def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo, list[dict]]:
     from lm_eval.tasks import TaskManager
 
     mcq, subjects = _prepare_local(spec)
-    filtered = len(subjects) < len(mcq.subjects)
-    truncated = spec.limit is not None and any(len(mcq.data[s]["test"]) > spec.limit for s in subjects)
-    missing_mmlu = sorted(set(MMLU_SUBJECT_CATEGORIES) - set(mcq.subjects)) if spec.metric_name == "mmlu" else []
-    # A limited, filtered or incomplete MMLU is never the full MMLU.
-    full = not filtered and not truncated and not missing_mmlu
+    full, missing_mmlu, short_mmlu = local_completeness(mcq, subjects, spec)
     with tempfile.TemporaryDirectory(prefix="unlearnbench-mcq-") as tmp:
         folder = Path(tmp)
         group, task_to_subject = _write_tasks(mcq, subjects, spec, folder)
@@ -425,6 +446,7 @@ def _run_local(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     }
     if spec.metric_name == "mmlu":
         settings["missing_mmlu_subjects"] = missing_mmlu
+        settings["incomplete_mmlu_subjects"] = dict(sorted(short_mmlu.items()))
     return _finish(spec, rows, subjects, full, settings)
 
 
@@ -444,7 +466,7 @@ def _hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
         return False, f"{endpoint} ({exc})"
 
 
-def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
+def _run_hub(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo, list[dict]]:
     _check_hub(spec)
 
     tokens = _filter_tokens(spec.subjects)
@@ -483,6 +505,14 @@ def run_mcq(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo]:
     A missing local folder or an unreachable / offline hub fails at once with a message saying where
     to place MMLU, before lm-eval is even imported (no retry loop against the hub).
     """
+    accuracy, info, _ = run_mcq_rows(model, tokenizer, spec)
+    return accuracy, info
+
+
+def run_mcq_rows(model, tokenizer, spec: MCQSpec) -> tuple[float, MMLUInfo, list[dict]]:
+    """:func:`run_mcq` and the per-question rows (the run folder's ``mmlu.jsonl`` / ``utility.jsonl``):
+    ``subject``, ``doc_id`` (the question's index in the subject's test split, file order), ``answer``
+    (gold letter), ``prediction``, ``correct`` (0/1) and ``loglikelihoods`` (one per choice)."""
     if spec.source == "hub":
         return _run_hub(model, tokenizer, spec)
     return _run_local(model, tokenizer, spec)
@@ -513,6 +543,6 @@ def mmlu_floor_check(value: float | None, absolute: float | None = None, relativ
 
 
 __all__ = [
-    "MCQSpec", "run_mcq", "check_mcq_source", "resolve_subjects", "mmlu_floor_check",
+    "MCQSpec", "run_mcq", "run_mcq_rows", "local_completeness", "check_mcq_source", "resolve_subjects", "mmlu_floor_check",
     "PROTOCOLS", "PROMPT_FORMATS", "DEFAULT_FEWSHOT", "SEMEVAL_7B_MMLU_FLOOR", "DEFAULT_RELATIVE_FLOOR",
 ]
