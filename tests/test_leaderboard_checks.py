@@ -92,7 +92,10 @@ def test_the_metric_specs_declare_ranges():
     for name, spec in METRIC_DIRECTIONS.items():
         # answer losses are >= 0; MUSE's PrivLeak is a relative AUC change in percent (-100 at AUC 0)
         expected = {"answer_loss/forget": (0.0, math.inf), "answer_loss/retain": (0.0, math.inf),
-                    "muse/privleak": (-100.0, math.inf), "lm_eval/*": (-math.inf, math.inf)}.get(name, (0.0, 1.0))
+                    "muse/privleak": (-100.0, math.inf), "lm_eval/*": (-math.inf, math.inf),
+                    # recoveries are not clipped (an attack may overshoot the target or widen the gap)
+                    "recovered/*": (-math.inf, math.inf), "robust/worst": (-math.inf, math.inf),
+                    "robust/score": (-math.inf, math.inf)}.get(name, (0.0, 1.0))
         assert (spec.low, spec.high) == expected, name
     assert value_problem("forget/Task2/knowledge", 0.5) is None
     assert value_problem("forget/Task2/knowledge", 1.5) == "1.5 is outside its declared range [0, 1]"

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 import textwrap
 
+from harness.core import console
 from harness.core.errors import UnlearnbenchError
 
 #: Sub-command modules, in the order ``--help`` lists them.
@@ -56,25 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
             """
         ),
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also the libraries' warnings and output (lm-eval, datasets, transformers) and "
+                             "tracebacks; -vv for debug lines")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
     return parser
-
-
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    if verbose < 2:
-        for noisy in ("httpx", "urllib3", "datasets", "filelock", "lm_eval", "lm-eval", "transformers"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not verbose:
-        # torchao (the `attacks` extra), which transformers imports whenever it builds a model, warns on
-        # every import about CUDA-only extensions a CPU build cannot load and about pytree registrations.
-        for noisy in ("torchao", "torch.utils._pytree"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _configure_logging(args.verbose, args.quiet)
+    console.configure(args.verbose, args.quiet)
     try:
         rc = args.func(args)
     except USER_ERRORS as exc:

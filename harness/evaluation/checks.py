@@ -79,7 +79,12 @@ def check_requests(model: Any, tokenizer: Any, task: Any, max_new_tokens: int) -
     record_ids = [r.id for r in records] if len(records) == len(requests.prompts) else \
         [f"#{i + 1}" for i in range(len(requests.prompts))]
     path = getattr(data, "path", None)
-    check_context(model, tokenizer, requests.prompts, record_ids, "prompt", reserve=max_new_tokens, source=path)
+    # A benchmark may give each prompt its own generation budget (TOFU, MUSE): each is checked with its own.
+    budgets = list(getattr(requests, "max_new_tokens", None) or ()) or [max_new_tokens] * len(requests.prompts)
+    for budget in sorted(set(budgets)):
+        picked = [i for i, b in enumerate(budgets) if b == budget]
+        check_context(model, tokenizer, [requests.prompts[i] for i in picked], [record_ids[i] for i in picked],
+                      "prompt", reserve=budget, source=path)
     if requests.answers and len(requests.answers) == len(record_ids):
         check_context(model, tokenizer, [a + b for a, b in requests.answers], record_ids, "prompt + answer",
                       source=path)

@@ -253,9 +253,13 @@ def finetune_target(base: str | Path, data: str | Path, out: str | Path, spec: F
 
 # -- 3./4. methods, evaluations, board ----------------------------------------------------------------
 def _method_params(name: str, epochs: int) -> dict[str, Any]:
-    from harness.synthetic.demo import method_params
+    import copy
 
-    params = method_params(name, quick=False)
+    from harness.core.registry import METHODS
+    from harness.synthetic.demo import DEMO_PRESET
+
+    # The embedded demo's preset values, spelled out so the real documents' epochs can replace its own.
+    params = copy.deepcopy((getattr(METHODS.get(name), "presets", None) or {}).get(DEMO_PRESET, {}))
     target = params["common_params"] if name == "zjuklab_merge" else params
     target["epochs"] = epochs
     target.pop("max_length", None)  # real documents are longer than the world's 128 tokens

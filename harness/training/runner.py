@@ -423,8 +423,9 @@ class _UnlearningRun:
         from harness.training.noop import NoOpProbe
 
         config, opts = self.config, self.opts
-        log.info("run %s: method %s on %s (%s), params %s", self.final, config.method, config.model,
-                 self.task.data.name, config.params)
+        # The hyperparameters (often hundreds of characters wide) are in config.json; -vv shows them here.
+        log.info("run %s: method %s on %s (%s)", self.final, config.method, config.model, self.task.data.name)
+        log.debug("run %s: params %s", self.final, config.params)
         try:
             net, tokenizer = load_model(config.base_model, dtype=opts.dtype, device=opts.device,
                                         trust_remote_code=opts.trust_remote_code)

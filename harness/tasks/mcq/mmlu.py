@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import urlparse
 
-from harness.core import fileio
+from harness.core import console, fileio
 from harness.core.errors import DataError, UserError
 from harness.tasks.mcq.data import (LAYOUT_HELP, LETTERS, MMLU_GROUPS, MMLU_SUBJECT_CATEGORIES, MMLU_TEST_COUNTS,
                                     MCQSet, load_mcq)
@@ -249,13 +249,16 @@ def _evaluate(model, tokenizer, spec: MCQSpec, tasks: list[str], task_manager, n
     was_training = getattr(model, "training", False)
     model.eval()
     try:
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=spec.batch_size, device=_model_device(model))
-        out = lm_eval.simple_evaluate(
-            model=lm, tasks=tasks, task_manager=task_manager, num_fewshot=num_fewshot, limit=limit,
-            log_samples=True, bootstrap_iters=0,
-            # None: lm-eval must not reseed the caller's global RNGs (the harness owns determinism).
-            random_seed=None, numpy_random_seed=None, torch_random_seed=None,
-        )
+        # lm-eval's progress bars carry no labels and it runs `git describe` (which prints "fatal: not
+        # a git repository" outside one): shown with -v, or when it fails.
+        with console.third_party_output("lm-eval"):
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=spec.batch_size, device=_model_device(model))
+            out = lm_eval.simple_evaluate(
+                model=lm, tasks=tasks, task_manager=task_manager, num_fewshot=num_fewshot, limit=limit,
+                log_samples=True, bootstrap_iters=0,
+                # None: lm-eval must not reseed the caller's global RNGs (the harness owns determinism).
+                random_seed=None, numpy_random_seed=None, torch_random_seed=None,
+            )
     finally:
         if was_training:
             model.train()
