@@ -144,7 +144,7 @@ def resolve_params(method: str | type, *layers: Mapping[str, Any], source_names:
     preset = explicit.get("preset", defaults.get("preset"))
     if preset is not None:
         presets = getattr(cls, "presets", {}) or {}
-        if preset not in presets:
+        if not isinstance(preset, str) or preset not in presets:
             raise ConfigError(f"unknown preset {preset!r} for method {name!r}; valid: {sorted(presets) or '(none)'}")
         params.update(presets[preset])
         sources.update({key: f"preset {preset!r} of method {name!r}" for key in presets[preset]})
