@@ -10,6 +10,16 @@ Each method runs with the preset named ``demo`` on its class (``unlearnbench met
 it), so a board row is reproduced by hand with ``unlearnbench unlearn --method NAME --preset demo``.
 The target's evaluation and the methods are independent runs: they go to ``jobs`` worker processes
 (one torch thread each; the embedded models are too small for two threads to help one run).
+
+What it shows (checked by :mod:`harness.synthetic.story` and written to ``leaderboard/story.json``):
+the ZJUKLAB merge ranked first, above both its parents (listed apart, not ranked) and every single
+method, the over-forgetting parent forgetting more than the under-forgetting one.
+
+Time, measured with ``benchmarks/demo_time.sh`` from scratch (fresh folder and evaluation cache) on
+a shared 2-core machine: the full demo took 468 s of CPU time in all (452 s user + 16 s sys; the
+target's training 125 s of it), i.e. about 5 minutes on 2 idle cores and under 8 even on one; its
+wall time was 1460 s because the machine's load average was 8-9. ``--quick`` took 279 s of CPU
+(about 4 minutes on 2 idle cores; 781 s wall at load 3-8).
 """
 
 from __future__ import annotations

@@ -87,6 +87,9 @@ def test_a_method_without_presets_says_so():
 
     with pytest.raises(ConfigError, match="has no presets"):
         resolve_params(Bare, {"preset": "demo"})
+    # a preset that is not a name (``--set preset=[]``) is refused the same way, not a TypeError
+    with pytest.raises(ConfigError, match=r"unknown preset \[\] for method 'zjuklab_merge'; valid: \['demo'\]"):
+        resolve_params("zjuklab_merge", {"preset": []})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,13 +28,20 @@ def _demo(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo", help="the whole pipeline on a synthetic world: world, target, every method, leaderboard",
+        description=(
+            "World, target model, every built-in method with its `demo` preset (`unlearnbench unlearn --method NAME\n"
+            "--preset demo` reproduces a row), the world leaderboard, and a check of what it should show: the ZJUKLAB\n"
+            "merge ranked above both its parents (listed apart) and every single method (leaderboard/story.json).\n\n"
+            "Time, measured from scratch with benchmarks/demo_time.sh: the full demo is 468 s of CPU time in all, so\n"
+            "about 5 minutes on 2 idle CPU cores (24 minutes of wall time on a machine loaded 4x over); --quick is\n"
+            "279 s of CPU time, about 4 minutes."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=examples("unlearnbench demo                      # about 10 minutes on 2 CPU cores",
-                        "unlearnbench demo --quick              # npo_gdr_klr and zjuklab_merge only",
+        epilog=examples("unlearnbench demo                      # about 5 minutes on 2 idle CPU cores",
+                        "unlearnbench demo --quick              # npo_gdr_klr and zjuklab_merge only (about 4)",
                         "unlearnbench demo --methods npo,rmu --out my-demo"),
     )
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out); reruns reuse it")
-    p.add_argument("--quick", action="store_true", help="only npo_gdr_klr and zjuklab_merge (with its parents)")
+    p.add_argument("--quick", action="store_true", help="only npo_gdr_klr and zjuklab_merge with its parents: the story on a small board")
     p.add_argument("--methods", default=None, help="comma list of methods (default: every built-in method)")
     p.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     p.add_argument("--size", choices=("small", "medium", "large"), default="small", help="world/target size")
