@@ -145,6 +145,24 @@ def _job(kind: str, name: str, run: str, world: str, target: str, seed: int) -> 
     return out
 
 
+def _check_plan(plan: DemoPlan) -> list[str]:
+    """Refuse a plan that cannot finish before any minute of world or target training is spent; return
+    the methods it runs."""
+    from harness.core.errors import UserError
+    from harness.core.registry import METHODS
+
+    if plan.out.exists() and not plan.out.is_dir():
+        raise UserError(f"--out {plan.out} is an existing file; the demo writes a folder (choose another --out)")
+    if not isinstance(plan.bootstrap, int) or plan.bootstrap < 0:
+        raise UserError(f"--bootstrap must be a whole number >= 0 (0: no intervals), got {plan.bootstrap!r}")
+    if plan.jobs is not None and plan.jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {plan.jobs}")
+    methods = plan.methods or (list(QUICK_METHODS) if plan.quick else builtin_methods())
+    for name in methods:
+        METHODS.get(name)  # an unknown name fails here, with the list of registered ones
+    return methods
+
+
 def run_demo(plan: DemoPlan) -> Path:
     """Run the demo into ``plan.out`` and return the leaderboard folder."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -152,7 +170,6 @@ def run_demo(plan: DemoPlan) -> Path:
 
     from leaderboards import build_leaderboards, to_markdown, write_outputs
 
-    from harness.core.registry import METHODS
     from harness.synthetic.target import read_report, train_target
     from harness.synthetic.world import generate_world
 
@@ -162,6 +179,7 @@ def run_demo(plan: DemoPlan) -> Path:
         # The embedded models are tiny: one thread is faster than two on a small CPU (thread
         # synchronisation costs more than the matmuls), measured on this project's 2-core machines.
         torch.set_num_threads(1)
+    methods = _check_plan(plan)
     out = plan.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -181,9 +199,6 @@ def run_demo(plan: DemoPlan) -> Path:
     timings["target"] = time.perf_counter() - t
     cpu_timings["target"] = time.process_time() - cpu
 
-    methods = plan.methods or (list(QUICK_METHODS) if plan.quick else builtin_methods())
-    for name in methods:
-        METHODS.get(name)  # an unknown name fails here, with the list of registered ones
     methods = [m for m in _LONGEST_FIRST if m in methods] + [m for m in methods if m not in _LONGEST_FIRST]
     jobs = plan.jobs or default_jobs()
     t = time.perf_counter()

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from harness.cli.main import examples
-from harness.core.errors import UserError
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -18,8 +17,6 @@ def _demo(args: argparse.Namespace) -> int:
         return run_from_args(args)
 
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else []
-    if args.jobs is not None and args.jobs < 1:
-        raise UserError(f"--jobs must be at least 1, got {args.jobs}")
     run_demo(DemoPlan(out=Path(args.out), quick=args.quick, seed=args.seed, size=args.size, methods=methods,
                       bootstrap=args.bootstrap, jobs=args.jobs))
     return 0
