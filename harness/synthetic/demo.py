@@ -129,6 +129,15 @@ def _run_method(name: str, run: Path, world: Path, target: Path, seed: int) -> d
             "flags": dict(result.flags) if result else {}}
 
 
+def _init_worker(verbosity: int | None) -> None:
+    """A spawned worker starts as a fresh interpreter: give it the terminal policy the command line set
+    in the parent (harness.core.console), so its libraries stay as quiet (or as verbose) as the parent's."""
+    if verbosity is not None:
+        from harness.core import console
+
+        console.configure(verbose=max(verbosity, 0), quiet=verbosity < 0)
+
+
 def _job(kind: str, name: str, run: str, world: str, target: str, seed: int) -> dict[str, Any]:
     """One demo job in a worker process: ``("target", …)`` or ``("method", NAME, …)``; timed."""
     if "OMP_NUM_THREADS" not in os.environ:
@@ -208,7 +217,10 @@ def run_demo(plan: DemoPlan) -> Path:
     work = [("target", "target", runs / "target")] + [("method", m, runs / m) for m in methods]
     done = 0
     # spawn: fresh interpreters (a forked copy of a process that has used torch threads can hang).
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from harness.core import console
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(console.verbosity(),)) as pool:
         futures = {pool.submit(_job, kind, name, str(run), str(world), str(target), plan.seed): name
                    for kind, name, run in work}
         for future in as_completed(futures):
