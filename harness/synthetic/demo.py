@@ -16,10 +16,9 @@ the ZJUKLAB merge ranked first, above both its parents (listed apart, not ranked
 method, the over-forgetting parent forgetting more than the under-forgetting one.
 
 Time, measured with ``benchmarks/demo_time.sh`` from scratch (fresh folder and evaluation cache) on
-a shared 2-core machine: the full demo took 468 s of CPU time in all (452 s user + 16 s sys; the
-target's training 125 s of it), i.e. about 5 minutes on 2 idle cores and under 8 even on one; its
-wall time was 1460 s because the machine's load average was 8-9. ``--quick`` took 279 s of CPU
-(about 4 minutes on 2 idle cores; 781 s wall at load 3-8).
+a 2-core machine with nothing else running (load average below 2): the full demo took **260 s** of wall
+time (346 s of CPU in all; training the target took 113 s of the wall time), ``--quick`` 147 s.
+On the same machine under a load average of 8-9 the full demo took 1460 s of wall time for 468 s of CPU.
 """
 
 from __future__ import annotations

@@ -29,12 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "World, target model, every built-in method with its `demo` preset (`unlearnbench unlearn --method NAME\n"
             "--preset demo` reproduces a row), the world leaderboard, and a check of what it should show: the ZJUKLAB\n"
             "merge ranked above both its parents (listed apart) and every single method (leaderboard/story.json).\n\n"
-            "Time, measured from scratch with benchmarks/demo_time.sh: the full demo is 468 s of CPU time in all, so\n"
-            "about 5 minutes on 2 idle CPU cores (24 minutes of wall time on a machine loaded 4x over); --quick is\n"
-            "279 s of CPU time, about 4 minutes."),
+            "Time, measured from scratch with benchmarks/demo_time.sh on 2 idle CPU cores: the full demo 260 s\n"
+            "(about 4.5 minutes), --quick 147 s; on a machine loaded 4x over the full demo took 24 minutes."),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=examples("unlearnbench demo                      # about 5 minutes on 2 idle CPU cores",
-                        "unlearnbench demo --quick              # npo_gdr_klr and zjuklab_merge only (about 4)",
+        epilog=examples("unlearnbench demo                      # about 4.5 minutes on 2 idle CPU cores",
+                        "unlearnbench demo --quick              # npo_gdr_klr and zjuklab_merge only (about 2.5)",
                         "unlearnbench demo --methods npo,rmu --out my-demo"),
     )
     p.add_argument("--out", default="demo-out", help="output folder (default demo-out); reruns reuse it")
