@@ -168,10 +168,7 @@ def sequence_losses(model, tokenizer, texts: Sequence[str], batch_size: int | st
     if not 0 < k <= 1:
         raise ValueError(f"min-k fraction must be in (0, 1], got {k}")
     stats = stats if stats is not None else {}
-    seqs = token_ids(tokenizer, texts)
-    for i, s in enumerate(seqs):
-        if len(s) < 2:
-            raise ValueError(f"document {i} ({texts[i][:60]!r}) has {len(s)} token(s); a loss needs at least 2")
+    seqs = _at_least_two_tokens(tokenizer, texts, "document", "a loss")
     scores = token_scores(model, seqs, [1] * len(seqs), True,
                            ScoringPass("mia", "mia losses", batch_size, progress, stats, data_parallel=data_parallel))
     rows = []
@@ -238,15 +235,21 @@ def _formatted_answer_ids(tokenizer, prompt: str, answer: str, fmt: AnswerFormat
     return list(p), list(a)
 
 
+def _at_least_two_tokens(tokenizer, texts: Sequence[str], noun: str, needs: str) -> list[list[int]]:
+    """The texts' token ids (default special tokens); a text of fewer than 2 tokens has nothing to score."""
+    seqs = token_ids(tokenizer, texts)
+    for i, s in enumerate(seqs):
+        if len(s) < 2:
+            raise ValueError(f"{noun} {i} ({texts[i][:60]!r}) has {len(s)} token(s); {needs} needs at least 2")
+    return seqs
+
+
 def token_logprobs(model, tokenizer, texts: Sequence[str], batch_size: int | str = "auto", progress: bool = True,
                    stats: dict | None = None, data_parallel: bool = True) -> list[list[float]]:
     """The log-probability of every token after the first of each text (default special tokens), in
     input order — the raw material of Min-K%-style statistics a benchmark computes itself."""
     stats = stats if stats is not None else {}
-    seqs = token_ids(tokenizer, texts)
-    for i, s in enumerate(seqs):
-        if len(s) < 2:
-            raise ValueError(f"text {i} ({texts[i][:60]!r}) has {len(s)} token(s); a log-probability needs at least 2")
+    seqs = _at_least_two_tokens(tokenizer, texts, "text", "a log-probability")
     scores = token_scores(model, seqs, [1] * len(seqs), False,
                           ScoringPass("token_logprobs", "token log-probs", batch_size, progress, stats,
                                       data_parallel=data_parallel))

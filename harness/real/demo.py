@@ -379,12 +379,9 @@ _SHOWN = ("forget/regurgitation", "forget/knowledge", "retain/regurgitation", "r
 
 def _summary(m) -> dict[str, Any]:
     """Split-level means (over the three tasks) and the aggregates of a result's metrics."""
-    out: dict[str, Any] = {}
-    for split in ("forget", "retain"):
-        for measure in ("regurgitation", "knowledge"):
-            values = [m.get(f"{split}/{t}/{measure}") for t in ("Task1", "Task2", "Task3")]
-            values = [v for v in values if v is not None]
-            out[f"{split}/{measure}"] = sum(values) / len(values) if values else None
+    from harness.synthetic.target import split_means
+
+    out: dict[str, Any] = split_means(m)
     for name in ("task_aggregate", "mia_auc", "mia_score", "mmlu", "final_score"):
         out[name] = m.get(name)
     return out

@@ -42,6 +42,7 @@ from harness.core.transaction import RunTransaction
 from harness.tasks.lume.data import load_benchmark
 from harness.tasks.mcq.mmlu import CONTINUATION_DESCRIPTION, CONTINUATION_DOC_TO_TEXT, FEWSHOT_DELIMITER, TARGET_DELIMITER, MCQSpec
 from harness.core.records import harness_version
+from harness.core.types import LUME_TASKS
 
 log = logging.getLogger("unlearnbench.target")
 
@@ -288,6 +289,18 @@ def _fit(model, base: list[list[int]], qa_by_epoch: list[list[tuple[list[int], l
 
 
 # -- quality gates ---------------------------------------------------------------------------------
+def split_means(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """``forget/regurgitation``, ``forget/knowledge``, ``retain/…``: the mean over the LUME tasks of a
+    record's per-task terms (tasks without the term left out; ``None`` when no task has it)."""
+    out: dict[str, float | None] = {}
+    for split in ("forget", "retain"):
+        for name in ("regurgitation", "knowledge"):
+            per_task = [metrics.get(f"{split}/{task}/{name}") for task in LUME_TASKS]
+            present = [v for v in per_task if v is not None]
+            out[f"{split}/{name}"] = sum(present) / len(present) if present else None
+    return out
+
+
 def measure_gates(model, tokenizer, bench, utility_dir: Path, progress: bool = True,
                   **settings_overrides: Any) -> dict[str, Any]:
     """The target's quality numbers, measured exactly as every run is: :func:`harness.evaluation.pipeline.evaluate_model`
@@ -299,12 +312,7 @@ def measure_gates(model, tokenizer, bench, utility_dir: Path, progress: bool = T
     utility = MCQSpec(source=str(utility_dir), metric_name="utility", prompt_format="cloze")
     settings = EvalSettings(utility=utility, answer_losses=False, cache=False, progress=progress, **settings_overrides)
     metrics = evaluate_model(model, tokenizer, bench, settings).metrics
-    out: dict[str, Any] = {}
-    for split in ("forget", "retain"):
-        for name in ("regurgitation", "knowledge"):
-            per_task = [metrics.get(f"{split}/{task}/{name}") for task in ("Task1", "Task2", "Task3")]
-            present = [v for v in per_task if v is not None]
-            out[f"{split}/{name}"] = sum(present) / len(present) if present else None
+    out: dict[str, Any] = split_means(metrics)
     for key in ("mia_auc", "mia_auc/zlib", "mia_auc/min_k", "mia_auc/min_k_pp", "utility", "task_aggregate"):
         out[key] = metrics.get(key)
     out.update({k: v for k, v in sorted(metrics.items())
