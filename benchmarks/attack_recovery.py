@@ -21,6 +21,15 @@ holds a result, so an interrupted measurement resumes; ``--force`` redoes everyt
 It prints (and writes to WORK/summary.md and WORK/summary.json) each attack's recovered figure per
 pooled forget metric with its 95% bootstrap interval, each step's wall time (one run each; the machine
 load from ``uptime`` before and after), and the robust board.
+
+The same measurement on the real model (SmolLM2-135M-Instruct fine-tuned on a LUME subset until it
+regurgitates it, issue 15) starts from the folder ``benchmarks/real_pipeline.py --out`` (or
+``unlearnbench demo --real --out``) wrote, and uses its subset, target and MMLU settings:
+
+    PYTHONPATH=$PWD python benchmarks/attack_recovery.py --real scratch/real-demo --work scratch/attack_recovery_real
+
+Step 1 is then the evaluation of that target; step 3 uses :data:`REAL_METHODS` (settings that forget on
+SmolLM2, which the demo presets do not); step 4 the attacks of :data:`REAL_ATTACKS`.
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Settings that forget on the embedded world (measured by the demo helper's learning-rate sweep with
@@ -59,6 +70,29 @@ ATTACKS = {
     "relearn-retain0.5": ["--kind", "relearn", "--source", "retain", "--fraction", "0.5"],
 }
 TARGET_ATTACKS = ("prompt-qa_format", "prompt-roleplay_archivist")
+
+# Settings that forget on the real target (SmolLM2-135M-Instruct fine-tuned on 12 + 12 LUME records by
+# the real demo; forget regurgitation 0.913, MIA AUC 1.000, MMLU 0.375 on its 40 marketing questions).
+# The demo presets (2 epochs, lr 1e-3..5e-3) leave its MIA AUC at 1.0. grad_ascent: lr 3e-3 for 5
+# epochs (MIA AUC 0.556, MMLU 0.250). zjuklab_merge: the same 5 epochs with the paper's batch ratio at
+# lr 1e-2 (over-forgetting parent MIA AUC 0.111, under-forgetting 0.917, merged 0.528, MMLU 0.325); at
+# lr 5e-3 the over-forgetting parent's NPO term hardly moves (12.8 against 13.86 at the start: one epoch
+# of the preset's warm-up and the retain KL hold it back) and its MMLU stays at the target's 0.375.
+REAL_RECIPE = {"finetune": "lora", "lora_r": 8, "lora_alpha": 16, "epochs": 5, "gradient_accumulation_steps": 1,
+               "max_length": 256, "padding": "longest", "mask_prompt": False, "eval_every": 0}
+REAL_METHODS = {
+    # (evaluated after each epoch, as in the run measured: the training itself is the same without)
+    "grad_ascent": {**REAL_RECIPE, "per_device_batch_size": 8, "learning_rate": 3e-3, "eval_every": "epoch"},
+    "zjuklab_merge": {"common_params": {**REAL_RECIPE, "learning_rate": 1e-2},
+                      "over_params": {"per_device_batch_size": 4}, "under_params": {"per_device_batch_size": 8},
+                      "evaluate_parents": True},
+}
+#: Every attack of the embedded world, and relearning at 10x Łucki et al.'s learning rate: their budget
+#: (lr 2e-4 on LoRA r 128 / alpha 16) does not even re-memorise the relearned records of this model.
+REAL_ATTACKS = {**ATTACKS,
+                "relearn-forget0.5-lr2e-3": [*ATTACKS["relearn-forget0.5"], "--set", "learning_rate=2e-3"],
+                "relearn-retain0.5-lr2e-3": [*ATTACKS["relearn-retain0.5"], "--set", "learning_rate=2e-3"]}
+REAL_TARGET_ATTACKS = TARGET_ATTACKS
 SUMMARY_METRICS = ("forget/all/regurgitation", "forget/all/knowledge", "answer_loss/forget", "mia_auc")
 
 
@@ -67,14 +101,38 @@ def _uptime() -> str:
 
 
 class Steps:
-    def __init__(self, work: Path, cli: list[str], force: bool):
+    def __init__(self, work: Path, cli: list[str], force: bool, only: str | None = None):
         self.work, self.cli, self.force = work, cli, force
+        self.only = re.compile(only) if only else None
+        """Run only the steps whose name this matches (to share the work between two processes)."""
         self.times_file = work / "times.json"
         """Each step's wall time as measured when it ran (kept across resumed measurements)."""
-        self.measured: dict[str, dict] = json.loads(self.times_file.read_text()) if self.times_file.is_file() else {}
+        self.measured: dict[str, dict] = self._read_times()
         self.times: dict[str, dict] = {}
 
+    def _read_times(self) -> dict[str, dict]:
+        return json.loads(self.times_file.read_text()) if self.times_file.is_file() else {}
+
+    def _record(self, name: str, entry: dict) -> None:
+        """Add one step's time to times.json under a lock (two processes may share a work folder)."""
+        import fcntl
+
+        with open(self.work / ".times.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.measured = {**self._read_times(), name: entry}
+            self.times_file.write_text(json.dumps(self.measured, indent=1), encoding="utf-8")
+
+    def refresh(self) -> None:
+        """Skipped steps take the times another process measured since this one started."""
+        self.measured = self._read_times()
+        for name, entry in self.times.items():
+            if entry.get("skipped"):
+                self.times[name] = {**self.measured.get(name, {}), "skipped": True}
+
     def run(self, name: str, args: list[str], done: Path) -> None:
+        if self.only and not self.only.search(name):
+            print(f"[pass] {name}: not selected by --only", flush=True)
+            return
         if done.exists() and not self.force:
             print(f"[skip] {name}: {done} exists", flush=True)
             self.times[name] = {**self.measured.get(name, {}), "skipped": True}
@@ -90,8 +148,7 @@ class Steps:
             sys.exit(f"{name} failed (exit {proc.returncode}); log: {self.work / 'logs' / (name + '.log')}\n"
                      + (proc.stderr or proc.stdout)[-3000:])
         self.times[name] = {"wall_s": round(seconds, 1), "uptime_before": load_before, "uptime_after": _uptime()}
-        self.measured[name] = self.times[name]
-        self.times_file.write_text(json.dumps(self.measured, indent=1), encoding="utf-8")
+        self._record(name, self.times[name])
         print(f"       {seconds:.1f} s", flush=True)
 
 
@@ -116,9 +173,10 @@ def _values(recs: dict, which: tuple[str, ...] = ("target", "unlearned", "attack
     return [" / ".join(_value(recs[m], k) if k else "-" for k in which) for m in SUMMARY_METRICS]
 
 
-def summarise(work: Path, steps: Steps) -> dict:
+def summarise(work: Path, steps: Steps, setup: "Setup | None" = None) -> dict:
     """WORK/summary.json and WORK/summary.md from the runs' robust.json files (pooled values and
     recoveries as :mod:`metrics.robust` computed them) and the steps' wall times."""
+    setup = setup or Setup()
     runs = work / "runs"
     result: dict = {"methods": {}, "target_prompts": {}, "times": steps.times}
     n = len(SUMMARY_METRICS)
@@ -126,9 +184,9 @@ def summarise(work: Path, steps: Steps) -> dict:
             _row(*["---"] * (n + 4))]
     values = [_row("run", "forget records", *(f"{m}: target / unlearned / attacked" for m in SUMMARY_METRICS)),
               _row(*["---"] * (n + 2))]
-    for method in METHODS:
+    for method in setup.methods:
         result["methods"][method] = {}
-        for attack in ATTACKS:
+        for attack in setup.attacks:
             run = runs / f"{method}+{attack}"
             robust = json.loads((run / "robust.json").read_text())
             record = json.loads((run / "result.json").read_text())
@@ -142,7 +200,7 @@ def summarise(work: Path, steps: Steps) -> dict:
             measured = robust.get("measured_records")
             records = f"held-out {held_out}" if held_out else (f"wrapped {measured}" if measured else "all")
             values.append(_row(run.name, records, *_values(recs)))
-    for attack in TARGET_ATTACKS:
+    for attack in setup.target_attacks:
         robust = json.loads((work / "target_prompts" / f"target+{attack}" / "robust.json").read_text())
         recs = {m: robust["recovery"].get(m) for m in SUMMARY_METRICS}
         result["target_prompts"][attack] = {m: (r or {}).get("attacked") for m, r in recs.items()}
@@ -162,47 +220,91 @@ def summarise(work: Path, steps: Steps) -> dict:
     return result
 
 
+@dataclass
+class Setup:
+    """What is measured: the embedded world (default) or the real model of a real demo folder."""
+    methods: dict = field(default_factory=lambda: METHODS)
+    attacks: dict = field(default_factory=lambda: ATTACKS)
+    target_attacks: tuple = TARGET_ATTACKS
+    model: Path | None = None
+    """The target model folder (set by :meth:`prepare`)."""
+    common: list = field(default_factory=list)
+    """Arguments of every ``evaluate``/``unlearn`` (data and evaluation settings)."""
+
+
+def prepare_embedded(work: Path, steps: Steps) -> Setup:
+    world, target = work / "world", work / "target"
+    steps.run("world", ["world", "--out", str(world)], world / "world.json")
+    steps.run("target", ["target", "--world", str(world), "--out", str(target)], target / "target_report.json")
+    return Setup(model=target, common=["--data", str(world), "--utility", str(world / "utility"), "--no-progress"])
+
+
+def prepare_real(demo: Path) -> Setup:
+    """The real demo's subset and fine-tuned target, evaluated as the demo evaluated it (its MMLU
+    subjects and limit, its generation budget)."""
+    summary_file = demo / "real_demo.json"
+    if not summary_file.is_file():
+        sys.exit(f"{demo}: no real_demo.json; run `python benchmarks/real_pipeline.py --assets ASSETS --out {demo}` "
+                 "(or `unlearnbench demo --real`) first")
+    plan = json.loads(summary_file.read_text())["plan"]
+    for needed in (demo / "target" / "config.json", demo / "data"):
+        if not needed.exists():
+            sys.exit(f"{needed}: missing; the real demo in {demo} did not finish")
+    common = ["--data", str(demo / "data"), "--mmlu", str(Path(plan["assets"]) / "mmlu"), "--mmlu-protocol", "lm-eval",
+              "--mmlu-subjects", plan["mmlu_subjects"], "--mmlu-limit", str(plan["mmlu_limit"]),
+              "--mmlu-format", "cloze", "--max-new-tokens", str(plan["max_new_tokens"]), "--no-progress"]
+    return Setup(methods=REAL_METHODS, attacks=REAL_ATTACKS, target_attacks=REAL_TARGET_ATTACKS,
+                 model=demo / "target", common=common)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="scratch/attack_recovery", help="folder for the world, model and runs")
+    ap.add_argument("--real", type=Path, default=None, metavar="DEMO_OUT",
+                    help="measure the real model of this real-demo folder instead of the embedded world")
     ap.add_argument("--force", action="store_true", help="redo every step (default: resume)")
+    ap.add_argument("--only", default=None, metavar="REGEX",
+                    help="run only the steps whose name matches (e.g. 'grad_ascent\\+' in one process and "
+                         "'zjuklab_merge\\+' in another); the board and summary wait for a run without it")
     ap.add_argument("--bootstrap", type=int, default=1000, help="replicates of the recovery intervals")
     args = ap.parse_args(argv)
     work = Path(args.work).resolve()
     (work / "runs").mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "harness"]
-    steps = Steps(work, cli, args.force)
+    steps = Steps(work, cli, args.force, args.only)
     print("load at start:", _uptime(), flush=True)
-    world, target = work / "world", work / "target"
-    steps.run("world", ["world", "--out", str(world)], world / "world.json")
-    steps.run("target", ["target", "--world", str(world), "--out", str(target)], target / "target_report.json")
-    common = ["--data", str(world), "--utility", str(world / "utility"), "--no-progress"]
+    setup = prepare_real(args.real.resolve()) if args.real else prepare_embedded(work, steps)
+    target, common = setup.model, setup.common
     runs = work / "runs"
     steps.run("evaluate-target", ["evaluate", "--model", str(target), "--out", str(runs / "target"),
                                   "--label", "target", *common], runs / "target" / "result.json")
-    for method, params in METHODS.items():
+    for method, params in setup.methods.items():
         config = work / f"{method}.json"
         config.write_text(json.dumps(params, indent=1), encoding="utf-8")
         steps.run(f"unlearn-{method}", ["unlearn", "--method", method, "--config", str(config), "--model",
                                         str(target), "--out", str(runs / method), "--label", method, *common],
                   runs / method / "result.json")
-    for method in METHODS:
-        for attack, attack_args in ATTACKS.items():
+    for method in setup.methods:
+        for attack, attack_args in setup.attacks.items():
             out = runs / f"{method}+{attack}"
             steps.run(f"{method}+{attack}", ["attack", str(runs / method), *attack_args, "--target",
                                              str(runs / "target"), "--out", str(out), "--bootstrap",
                                              str(args.bootstrap), "--no-progress", "--force"],
                       out / "robust.json")
-    for attack in TARGET_ATTACKS:  # outside runs/: the robust board ranks unlearned runs only
+    for attack in setup.target_attacks:  # outside runs/: the robust board ranks unlearned runs only
         out = work / "target_prompts" / f"target+{attack}"
         steps.run(f"target+{attack}", ["attack", str(runs / "target"), *ATTACKS[attack], "--target",
                                        str(runs / "target"), "--out", str(out), "--bootstrap", "0", "--no-progress",
                                        "--force"], out / "robust.json")
+    if args.only:
+        print("steps selected by --only are done; run again without --only for the board and summary")
+        return 0
     steps.force = True  # the board is cheap and must reflect every run
     steps.run("robust-board", ["leaderboard", str(runs), "--board", "robust", "--format", "csv,md,html", "--out",
                                str(work / "robust")], work / "robust")
     print("load at end:", _uptime(), flush=True)
-    summarise(work, steps)
+    steps.refresh()
+    summarise(work, steps, setup)
     print((work / "summary.md").read_text())
     return 0
 

@@ -198,8 +198,17 @@ def _recovery(metric: str, points: Mapping[str, float], reps: Mapping[str, np.nd
                         f"below {floor:g}, so the ratio's interval is unbounded", n)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (reps["attacked"] - reps["unlearned"]) / rep_gap
-    low, high = np.percentile(ratios, [100 * tail, 100 * (1 - tail)])
-    return Recovery(metric, t, u, a, gap, recovered, (float(low), float(high)), None, n)
+    # The few replicates whose gap is below the floor (fewer than the tail) have an unbounded ratio,
+    # of either sign (0/0 when the attacked value equals the unlearned one): they count as -inf for the
+    # lower bound and +inf for the upper one, which widens the interval rather than poisoning it (NaN).
+    stable = rep_gap * math.copysign(1.0, gap) >= floor
+    low = float(np.percentile(np.where(stable, ratios, -np.inf), 100 * tail))
+    high = float(np.percentile(np.where(stable, ratios, np.inf), 100 * (1 - tail)))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Recovery(metric, t, u, a, gap, recovered, None,
+                        f"the gap is not stable under resampling: in {unstable:.1%} of the bootstrap replicates it is "
+                        f"below {floor:g}, so the ratio's interval is unbounded", n)
+    return Recovery(metric, t, u, a, gap, recovered, (low, high), None, n)
 
 
 def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,

@@ -200,3 +200,23 @@ def test_to_dict_and_spec():
     assert isinstance(r, Recovery) and not math.isnan(r.recovered)
     assert metric_spec("recovered/forget/Task1/knowledge").direction == "min"
 
+
+
+def test_a_few_replicates_without_a_gap_widen_the_interval_instead_of_making_it_nan():
+    # The MIA of the real SmolLM2 target (6 members, 6 non-members) and of its gradient-ascent run:
+    # AUC 1.0 -> 0.556. In a few bootstrap replicates (fewer than the 2.5% tail) the resampled
+    # unlearned AUC is 1 too, so target - unlearned is 0 and, with the attacked run equal to the
+    # unlearned one, the ratio is 0/0. Those replicates used to turn both interval ends into NaN,
+    # which then crashed writing robust.json.
+    target = mia([0.06, 0.04, 0.2, 0.24, 0.06, 0.08], [3.11, 3.32, 2.47, 2.71, 3.64, 4.26])
+    unlearned = mia([0.81, 0.43, 12.96, 12.42, 5.74, 4.87], [3.93, 4.36, 11.2, 11.3, 8.5, 7.93])
+    rows = three_runs()
+    runs = (RunRows(rows[0].samples, target, "target"), RunRows(rows[1].samples, unlearned, "unlearned"),
+            RunRows(rows[1].samples, unlearned, "attacked"))
+    out = recovery(*runs, settings=RecoverySettings(replicates=1000, seed=0))
+    m = out["mia_auc"]
+    assert m.unlearned == pytest.approx(20 / 36) and m.recovered == 0
+    assert m.ci is not None and all(math.isfinite(x) for x in m.ci), m
+    assert m.ci == (0.0, 0.0)
+    for rec in out.values():  # nothing anywhere is NaN
+        assert rec.ci is None or all(math.isfinite(x) for x in rec.ci), rec

@@ -66,3 +66,27 @@ def test_wall_times_survive_a_resumed_measurement(tmp_path):
     again = attack_recovery.Steps(tmp_path, [sys.executable, "-c"], force=False)
     again.run("step", ["raise SystemExit(1)"], target)  # finished: skipped, its earlier time kept
     assert again.times["step"]["wall_s"] == measured and again.times["step"]["skipped"]
+
+
+def test_real_mode_uses_the_real_demos_subset_target_and_mmlu_settings(tmp_path):
+    import pytest
+
+    demo = tmp_path / "real-demo"
+    demo.mkdir()
+    with pytest.raises(SystemExit, match="no real_demo.json; run `python benchmarks/real_pipeline.py"):
+        attack_recovery.prepare_real(demo)
+    (demo / "real_demo.json").write_text(json.dumps({"plan": {
+        "assets": "/assets", "mmlu_subjects": "marketing", "mmlu_limit": 40, "max_new_tokens": 64}}))
+    with pytest.raises(SystemExit, match="target/config.json: missing; the real demo in .* did not finish"):
+        attack_recovery.prepare_real(demo)
+    (demo / "target").mkdir()
+    (demo / "target" / "config.json").write_text("{}")
+    (demo / "data").mkdir()
+    setup = attack_recovery.prepare_real(demo)
+    assert setup.model == demo / "target"
+    args = dict(zip(setup.common[:-1:2], setup.common[1::2]))
+    assert args == {"--data": str(demo / "data"), "--mmlu": "/assets/mmlu", "--mmlu-protocol": "lm-eval",
+                    "--mmlu-subjects": "marketing", "--mmlu-limit": "40", "--mmlu-format": "cloze",
+                    "--max-new-tokens": "64"}
+    assert setup.common[-1] == "--no-progress"
+    assert set(setup.methods) == {"grad_ascent", "zjuklab_merge"} and setup.attacks == attack_recovery.REAL_ATTACKS
