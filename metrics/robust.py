@@ -21,7 +21,11 @@ Interval. A paired bootstrap over records: one set of resampling counts per repl
 each forget (task, kind) stratum (so every per-task mean stays defined) and for the MIA members and
 non-members separately, and applied to all three runs at once -- a record drawn twice counts twice in
 the target, the unlearned and the attacked mean alike. The interval is the percentile interval of the
-replicate ratios. Point estimates are the runs' own numbers (the sequential SemEval means in file
+replicate ratios. A metric whose records include a (task, kind) stratum of a single record (a small
+held-out half, say) resamples its records together instead, without strata: a stratum of one record is
+the same in every replicate, and stratifying would narrow the interval below what the data allow (to
+zero width when every stratum has one record). A metric over a single record has no interval, with
+the reason. Point estimates are the runs' own numbers (the sequential SemEval means in file
 order, scikit-learn's AUC), so they equal what the result records show.
 
 Metrics (names as in ``result.json``): ``forget/<task>/regurgitation`` and ``forget/<task>/knowledge``
@@ -177,7 +181,7 @@ def _draw(rng: np.random.Generator, n: int, replicates: int) -> np.ndarray:
 
 
 def _recovery(metric: str, points: Mapping[str, float], reps: Mapping[str, np.ndarray] | None, n: int,
-              settings: RecoverySettings) -> Recovery:
+              settings: RecoverySettings, no_ci: str | None = None) -> Recovery:
     t, u, a = (points[r] for r in ROLES)
     gap = t - u
     floor = settings.gap_floor(metric)
@@ -187,7 +191,7 @@ def _recovery(metric: str, points: Mapping[str, float], reps: Mapping[str, np.nd
                         f"({u:.4g} vs {t:.4g})", n)
     recovered = (a - u) / gap
     if reps is None:
-        return Recovery(metric, t, u, a, gap, recovered, None, "no bootstrap replicates requested", n)
+        return Recovery(metric, t, u, a, gap, recovered, None, no_ci or "no bootstrap replicates requested", n)
     rep_gap = reps["target"] - reps["unlearned"]
     # A replicate whose gap is below the floor (or undefined) would give an unbounded ratio.
     unstable = float(np.mean(~(rep_gap * math.copysign(1.0, gap) >= floor)))
@@ -230,10 +234,25 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
 
     out: dict[str, Recovery] = {}
 
-    def add(metric: str, points: Mapping[str, float | None], reps: Mapping[str, np.ndarray] | None, n: int) -> None:
+    def add(metric: str, points: Mapping[str, float | None], reps: Mapping[str, np.ndarray] | None, n: int,
+            no_ci: str | None = None) -> None:
         if any(points[r] is None for r in ROLES):
             return
-        out[metric] = _recovery(metric, points, reps, n, settings)  # type: ignore[arg-type]
+        out[metric] = _recovery(metric, points, reps, n, settings, no_ci)  # type: ignore[arg-type]
+
+    # A metric whose strata include a single record resamples its records together (module docstring);
+    # its own generator keeps the stratified draws above as they are.
+    pooled_rng = np.random.default_rng([settings.seed, 1])
+
+    def pooled_reps(values: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray] | None, str | None]:
+        n = len(next(iter(values.values())))
+        if n < 2:
+            return None, "no interval: the metric is computed over a single record"
+        draw = _draw(pooled_rng, n, b)
+        return {r: draw @ v / n for r, v in values.items()}, None
+
+    def single(keys) -> bool:
+        return any(len(ids[key]) < 2 for key in keys)
 
     # forget scores, per task and pooled
     for kind, measure in MEASURE_OF_KIND.items():
@@ -241,14 +260,17 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
         for task in [key[0] for key in groups] + (["all"] if groups else []):
             keys = [key for key in groups if task in ("all", key[0])]
             points = {r: sequential_mean(v for key in keys for _, v in tables[r].scores[key]) for r in ROLES}
-            reps = None
-            if b:
+            reps, no_ci = None, None
+            if b and single(keys):
+                reps, no_ci = pooled_reps({r: np.array([dict(tables[r].scores[key])[i] for key in keys for i in ids[key]])
+                                           for r in ROLES})
+            elif b:
                 reps = {}
                 for r in ROLES:
                     by_id = {key: dict(tables[r].scores[key]) for key in keys}
                     total = sum(counts[key] @ np.array([by_id[key][i] for i in ids[key]]) for key in keys)
                     reps[r] = total / sum(len(ids[key]) for key in keys)
-            add(f"forget/{task}/{measure}", points, reps, sum(len(ids[key]) for key in keys))
+            add(f"forget/{task}/{measure}", points, reps, sum(len(ids[key]) for key in keys), no_ci)
 
     # the forget answer loss, over the records whose answer has a loss in all three runs
     with_loss = {key: [i for i in ids[key] if all(tables[r].losses.get(i) is not None for r in ROLES)] for key in strata}
@@ -258,8 +280,11 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
         keep = {i for v in with_loss.values() for i in v}
         points = {r: sequential_mean(float(tables[r].losses[i]) for i in order[r] if i in keep)  # type: ignore[arg-type]
                   for r in ROLES}
-        reps = None
-        if b:
+        reps, no_ci = None, None
+        if b and single([key for key in strata if with_loss[key]]):
+            reps, no_ci = pooled_reps({r: np.array([float(tables[r].losses[i]) for key in strata  # type: ignore[arg-type]
+                                                    for i in with_loss[key]]) for r in ROLES})
+        elif b:
             reps = {}
             for r in ROLES:
                 num = np.zeros(b)
@@ -273,7 +298,7 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
                     den += counts[key] @ mask.astype(np.float64)
                 with np.errstate(invalid="ignore", divide="ignore"):
                     reps[r] = num / den
-        add(ANSWER_LOSS, points, reps, n_loss)
+        add(ANSWER_LOSS, points, reps, n_loss, no_ci)
 
     # membership inference
     common = set.intersection(*(set(tables[r].mia) for r in ROLES))

@@ -220,3 +220,28 @@ def test_a_few_replicates_without_a_gap_widen_the_interval_instead_of_making_it_
     assert m.ci == (0.0, 0.0)
     for rec in out.values():  # nothing anywhere is NaN
         assert rec.ci is None or all(math.isfinite(x) for x in rec.ci), rec
+
+
+def test_strata_of_one_record_are_resampled_together_not_frozen():
+    # A held-out half of a small forget set: one sc and one qa record per task. Resampled within
+    # (task, kind) strata, every replicate would be the sample itself and the interval zero wide.
+    def runs(sc_scores, qa_scores, losses):
+        return [sc(f"s{k}", f"Task{k}", sc_scores[k - 1], losses[k - 1]) for k in (1, 2, 3)] + \
+               [qa(f"q{k}", f"Task{k}", qa_scores[k - 1], losses[k + 2]) for k in (1, 2, 3)]
+    target = RunRows(runs([1.0, 0.9, 1.0], [1, 1, 1], [0.1] * 6), name="target")
+    unlearned = RunRows(runs([0.1, 0.2, 0.0], [0, 0, 0], [8.0] * 6), name="unlearned")
+    attacked = RunRows(runs([0.9, 0.2, 0.1], [1, 0, 0], [1.0, 8.0, 7.0, 2.0, 8.0, 8.0]), name="attacked")
+    out = recovery(target, unlearned, attacked, settings=RecoverySettings(replicates=1000, seed=0))
+    pooled = out["forget/all/regurgitation"]
+    assert pooled.recovered == pytest.approx((1.2 / 3 - 0.3 / 3) / (2.9 / 3 - 0.3 / 3))
+    low, high = pooled.ci
+    assert low < pooled.recovered < high and high - low > 0.3, pooled
+    knowledge = out["forget/all/knowledge"]  # 1 of 3 questions back: 1/3, resampled 0 .. 1
+    assert knowledge.recovered == pytest.approx(1 / 3) and knowledge.ci[0] == 0 and knowledge.ci[1] == 1
+    loss = out["answer_loss/forget"]
+    assert loss.ci[0] < loss.recovered < loss.ci[1]
+    one = out["forget/Task1/regurgitation"]  # a metric over one record: no interval, and why
+    assert one.recovered == pytest.approx(0.8 / 0.9) and one.ci is None
+    assert one.reason == "no interval: the metric is computed over a single record"
+    again = recovery(target, unlearned, attacked, settings=RecoverySettings(replicates=1000, seed=0))
+    assert again["forget/all/regurgitation"].ci == pooled.ci  # deterministic
