@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -121,16 +122,44 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(obj, indent=indent, ensure_ascii=False, default=_default, allow_nan=False)
 
 
+def _non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """(JSON path, value) of the first NaN or infinity in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "(the value itself)", obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _checked_dumps(path: str | Path, obj: Any, indent: int | None, line: int | None = None) -> str:
+    try:
+        return dumps(obj, indent=indent)
+    except ValueError as exc:
+        found = _non_finite(obj)
+        if found is None:
+            raise
+        from .errors import RecordError
+
+        at = f"line {line}, " if line is not None else ""
+        raise RecordError(path, f"refusing to write a non-finite number ({found[1]}) at {at}{found[0]}: strict JSON "
+                                "has no NaN or infinity, and a result must be a number; nothing was written. This "
+                                "is a bug in the code that computed it -- please report it") from exc
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
+    text = _checked_dumps(path, obj, 2) + "\n"  # checked before the file is opened
     with atomic_open(path) as fh:
-        fh.write(dumps(obj) + "\n")
+        fh.write(text)
     return Path(path)
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> Path:
     with atomic_open(path) as fh:
-        for row in rows:
-            fh.write(dumps(row, indent=None) + "\n")
+        for n, row in enumerate(rows, 1):
+            fh.write(_checked_dumps(path, row, None, n) + "\n")
     return Path(path)
 
 

@@ -112,3 +112,20 @@ def test_cli_help_everywhere():
     assert {"methods", "metrics", "schema"} <= set(sub.choices)
     for name, p in sub.choices.items():
         assert "examples:" in (p.epilog or ""), f"`unlearnbench {name} --help` has no examples"
+
+
+def test_a_non_finite_number_is_refused_by_name_and_nothing_is_written(tmp_path):
+    import pytest
+
+    from harness.core import fileio
+    from harness.core.errors import RecordError
+
+    target = tmp_path / "robust.json"
+    with pytest.raises(RecordError, match=r"robust.json: refusing to write a non-finite number \(nan\) at "
+                                          r"recovery\.mia_auc\.ci\[0\]"):
+        fileio.write_json(target, {"kind": "relearn", "recovery": {"mia_auc": {"ci": [float("nan"), 0.5]}}})
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    rows = tmp_path / "samples.jsonl"
+    with pytest.raises(RecordError, match=r"non-finite number \(inf\) at line 2, answer_loss"):
+        fileio.write_jsonl(rows, [{"answer_loss": 1.0}, {"answer_loss": float("inf")}])
+    assert list(tmp_path.iterdir()) == []
