@@ -194,24 +194,23 @@ def _recovery(metric: str, points: Mapping[str, float], reps: Mapping[str, np.nd
         return Recovery(metric, t, u, a, gap, recovered, None, no_ci or "no bootstrap replicates requested", n)
     rep_gap = reps["target"] - reps["unlearned"]
     # A replicate whose gap is below the floor (or undefined) would give an unbounded ratio.
-    unstable = float(np.mean(~(rep_gap * math.copysign(1.0, gap) >= floor)))
+    stable = rep_gap * math.copysign(1.0, gap) >= floor
+    unstable = float(np.mean(~stable))
     tail = (1 - settings.confidence) / 2
+    unbounded = Recovery(metric, t, u, a, gap, recovered, None,
+                         f"the gap is not stable under resampling: in {unstable:.1%} of the bootstrap replicates it is "
+                         f"below {floor:g}, so the ratio's interval is unbounded", n)
     if unstable >= tail:
-        return Recovery(metric, t, u, a, gap, recovered, None,
-                        f"the gap is not stable under resampling: in {unstable:.1%} of the bootstrap replicates it is "
-                        f"below {floor:g}, so the ratio's interval is unbounded", n)
+        return unbounded
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (reps["attacked"] - reps["unlearned"]) / rep_gap
     # The few replicates whose gap is below the floor (fewer than the tail) have an unbounded ratio,
     # of either sign (0/0 when the attacked value equals the unlearned one): they count as -inf for the
     # lower bound and +inf for the upper one, which widens the interval rather than poisoning it (NaN).
-    stable = rep_gap * math.copysign(1.0, gap) >= floor
     low = float(np.percentile(np.where(stable, ratios, -np.inf), 100 * tail))
     high = float(np.percentile(np.where(stable, ratios, np.inf), 100 * (1 - tail)))
     if not (math.isfinite(low) and math.isfinite(high)):
-        return Recovery(metric, t, u, a, gap, recovered, None,
-                        f"the gap is not stable under resampling: in {unstable:.1%} of the bootstrap replicates it is "
-                        f"below {floor:g}, so the ratio's interval is unbounded", n)
+        return unbounded
     return Recovery(metric, t, u, a, gap, recovered, (low, high), None, n)
 
 
@@ -261,15 +260,14 @@ def recovery(target: RunRows, unlearned: RunRows, attacked: RunRows,
             keys = [key for key in groups if task in ("all", key[0])]
             points = {r: sequential_mean(v for key in keys for _, v in tables[r].scores[key]) for r in ROLES}
             reps, no_ci = None, None
+            if b:  # each run's scores per stratum, in the target's record order (the draws' order)
+                values = {r: {key: np.array([dict(tables[r].scores[key])[i] for i in ids[key]]) for key in keys}
+                          for r in ROLES}
             if b and single(keys):
-                reps, no_ci = pooled_reps({r: np.array([dict(tables[r].scores[key])[i] for key in keys for i in ids[key]])
-                                           for r in ROLES})
+                reps, no_ci = pooled_reps({r: np.concatenate([values[r][key] for key in keys]) for r in ROLES})
             elif b:
-                reps = {}
-                for r in ROLES:
-                    by_id = {key: dict(tables[r].scores[key]) for key in keys}
-                    total = sum(counts[key] @ np.array([by_id[key][i] for i in ids[key]]) for key in keys)
-                    reps[r] = total / sum(len(ids[key]) for key in keys)
+                n_keys = sum(len(ids[key]) for key in keys)
+                reps = {r: sum(counts[key] @ values[r][key] for key in keys) / n_keys for r in ROLES}
             add(f"forget/{task}/{measure}", points, reps, sum(len(ids[key]) for key in keys), no_ci)
 
     # the forget answer loss, over the records whose answer has a loss in all three runs
