@@ -95,7 +95,6 @@ REAL_ATTACKS = {**ATTACKS,
                 **{f"relearn-{source}0.5-lr2e-3{'' if seed == 0 else f'-seed{seed}'}":
                    [*ATTACKS[f"relearn-{source}0.5"], "--set", "learning_rate=2e-3", *(["--seed", str(seed)] if seed else [])]
                    for seed in (0, 1, 2) for source in ("forget", "retain")}}
-REAL_TARGET_ATTACKS = TARGET_ATTACKS
 SUMMARY_METRICS = ("forget/all/regurgitation", "forget/all/knowledge", "answer_loss/forget", "mia_auc")
 
 
@@ -176,6 +175,13 @@ def _values(recs: dict, which: tuple[str, ...] = ("target", "unlearned", "attack
     return [" / ".join(_value(recs[m], k) if k else "-" for k in which) for m in SUMMARY_METRICS]
 
 
+def _records(robust: dict) -> str:
+    """The forget records a recovery is measured on: relearning's held-out ones, a template's wrapped
+    ones, or all."""
+    held_out, measured = robust.get("held_out_records"), robust.get("measured_records")
+    return f"held-out {held_out}" if held_out else (f"wrapped {measured}" if measured else "all")
+
+
 def summarise(work: Path, steps: Steps, setup: "Setup | None" = None) -> dict:
     """WORK/summary.json and WORK/summary.md from the runs' robust.json files (pooled values and
     recoveries as :mod:`metrics.robust` computed them) and the steps' wall times."""
@@ -200,16 +206,12 @@ def summarise(work: Path, steps: Steps, setup: "Setup | None" = None) -> dict:
             result["methods"][method][attack] = entry
             wall = (entry["step"] or {}).get("wall_s", "(not measured)")
             rows.append(_row(method, attack, *(_fmt(recs[m]) for m in SUMMARY_METRICS), entry["attack_seconds"], wall))
-            measured = robust.get("measured_records")
-            records = f"held-out {held_out}" if held_out else (f"wrapped {measured}" if measured else "all")
-            values.append(_row(run.name, records, *_values(recs)))
+            values.append(_row(run.name, _records(robust), *_values(recs)))
     for attack in setup.target_attacks:
         robust = json.loads((work / "target_prompts" / f"target+{attack}" / "robust.json").read_text())
         recs = {m: robust["recovery"].get(m) for m in SUMMARY_METRICS}
         result["target_prompts"][attack] = {m: (r or {}).get("attacked") for m, r in recs.items()}
-        measured = robust.get("measured_records")
-        values.append(_row(f"target+{attack}", f"wrapped {measured}" if measured else "all",
-                           *_values(recs, ("target", "", "attacked"))))
+        values.append(_row(f"target+{attack}", _records(robust), *_values(recs, ("target", "", "attacked"))))
     board = work / "robust" / "leaderboard.md"
     text = ["## Recovered share of the unlearning gap (95% paired-bootstrap interval)", "", *rows, "",
             "## Metric values (pooled over the three tasks; MIA AUC of the loss attack)", "", *values, "",
@@ -230,7 +232,7 @@ class Setup:
     attacks: dict = field(default_factory=lambda: ATTACKS)
     target_attacks: tuple = TARGET_ATTACKS
     model: Path | None = None
-    """The target model folder (set by :meth:`prepare`)."""
+    """The target model folder (set by :func:`prepare_embedded` or :func:`prepare_real`)."""
     common: list = field(default_factory=list)
     """Arguments of every ``evaluate``/``unlearn`` (data and evaluation settings)."""
 
@@ -256,8 +258,7 @@ def prepare_real(demo: Path) -> Setup:
     common = ["--data", str(demo / "data"), "--mmlu", str(Path(plan["assets"]) / "mmlu"), "--mmlu-protocol", "lm-eval",
               "--mmlu-subjects", plan["mmlu_subjects"], "--mmlu-limit", str(plan["mmlu_limit"]),
               "--mmlu-format", "cloze", "--max-new-tokens", str(plan["max_new_tokens"]), "--no-progress"]
-    return Setup(methods=REAL_METHODS, attacks=REAL_ATTACKS, target_attacks=REAL_TARGET_ATTACKS,
-                 model=demo / "target", common=common)
+    return Setup(methods=REAL_METHODS, attacks=REAL_ATTACKS, model=demo / "target", common=common)
 
 
 def main(argv: list[str] | None = None) -> int:
