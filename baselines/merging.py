@@ -26,9 +26,8 @@ DARE drops parameters at random: merges are seeded (``seed``) so they are reprod
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 

@@ -110,6 +110,7 @@ def load_model(path_or_name: str | Path, dtype: str = "float32", device: str = "
     A ``.gguf`` file is dequantised into ``dtype`` with its own tokenizer (reading one is slow: the
     ``gguf`` reader parses the vocabulary in Python, about a minute for SmolLM2-135M on one core).
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     src = str(path_or_name)
@@ -158,9 +159,7 @@ def load_model(path_or_name: str | Path, dtype: str = "float32", device: str = "
                                                      trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise FileNotFoundError(f"cannot load model {src!r}: {exc}") from exc
-    except Exception as exc:  # a truncated or corrupt weights file (safetensors' own error type)
-        if type(exc).__name__ != "SafetensorError":
-            raise
+    except SafetensorError as exc:  # a truncated or corrupt weights file
         from harness.core.errors import ModelError
 
         files = sorted(p.name for p in path.glob("*.safetensors")) if path.is_dir() else []

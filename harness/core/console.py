@@ -122,7 +122,6 @@ def configure(verbose: int = 0, quiet: bool = False) -> None:
         # the harness's own still show (they are attributed to its modules).
         warnings.filterwarnings("ignore")
         warnings.filterwarnings("default", module=r"(%s)(\.|$)" % "|".join(OWN_PACKAGES))
-    if level <= 0:
         # torch keeps its own handler on "torch" (TORCH_LOGS above covers an import still to come).
         logging.getLogger("torch").setLevel(logging.ERROR)
 

@@ -134,8 +134,8 @@ def _show(value: Any) -> str:
             text = json.dumps(value, separators=(",", ":"), allow_nan=True)
         except (TypeError, ValueError):
             text = repr(value)
-        return text if len(text) <= 60 else text[:57] + "..."
-    text = repr(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    else:
+        text = repr(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
